@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: ISC */
+/* Counters and the request-duration histogram, rendered as Prometheus text. */
+#ifndef METRICS_H
+#define METRICS_H
+
+#include "webhook.h"
+
+void metrics_event_received(enum webhook_kind_id, enum webhook_format);
+void metrics_event_duplicate(enum webhook_kind_id);
+void metrics_http_response(int code);
+void metrics_request_duration(double seconds);
+/* result: "done", "retry" or "dead" */
+void metrics_delivery(const char *relay, const char *result);
+/* per-kind gauges, -1 for unknown (not exported) */
+void metrics_set_provision_ok(enum webhook_kind_id, int ok);
+void metrics_set_selftest_ok(enum webhook_kind_id, int ok);
+
+/* Gauges provided at render time. */
+struct metrics_relay_gauge {
+	const char *relay;
+	long long pending, dead;
+};
+/* Prometheus text; caller frees. */
+char *metrics_render(const struct metrics_relay_gauge *, size_t n);
+void metrics_reset(void);
+
+#endif

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: ISC */
+/* The SQLite event store: schema and migrations, prepared statements, transactions. */
+#ifndef STORE_H
+#define STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "webhook.h"
+
+struct store;
+
+/* Open (creating and migrating) the store. NULL with a reason in cause on failure. */
+struct store *store_open(const char *path, int synchronous_full, char **cause);
+void store_close(struct store *);
+const char *store_path(const struct store *);
+
+/* Transactions: the caller groups any number of inserts between begin and commit. */
+int store_begin(struct store *);
+int store_commit(struct store *);
+void store_rollback(struct store *);
+/* Savepoints let one request's events fail without failing its neighbours. */
+int store_savepoint(struct store *);
+int store_release(struct store *);
+void store_rollback_savepoint(struct store *);
+
+/*
+ * Insert one event (inside a transaction) and its delivery rows (ev->relays).
+ * A duplicate (same dedupe_key) bumps the stored row's duplicates count and sets
+ * ev->duplicate, ev->id to the stored row. Returns 0, or -1 on a store error.
+ */
+int store_event_insert(struct store *, struct webhook_event *);
+
+/* The last error text of the store connection. */
+const char *store_errmsg(struct store *);
+
+/* Health: 0 and counts when the store answers, -1 with a reason otherwise. */
+int store_health(struct store *, long long *pending, long long *dead, char *err, size_t errlen);
+
+/* "YYYY-MM-DDTHH:MM:SS.sssZ" for now + offset_ms, in UTC. */
+void store_time_text(char buf[32], int64_t offset_ms);
+
+#endif

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: ISC */
+/* Webhook kinds and formats, the decoded event, column extraction and dedupe keys. */
+#ifndef WEBHOOK_H
+#define WEBHOOK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum webhook_kind_id {
+	KIND_SMS_INBOUND,
+	KIND_SMS_RECEIPT,
+	KIND_FAX_INBOUND,
+	KIND_FAX_RECEIPT,
+	KIND_VOICE_RECEIPT,
+	KIND_EMAIL_RECEIPT,
+	KIND_COUNT
+};
+
+enum webhook_format { FORMAT_GET, FORMAT_POST, FORMAT_JSON, FORMAT_COUNT };
+
+struct webhook_kind {
+	enum webhook_kind_id id;
+	const char *name;   /* "sms.inbound" */
+	const char *path;   /* "/sms/inbound", below base_path */
+	int receipt;        /* dedupe on message_id + status_code */
+};
+
+extern const struct webhook_kind webhook_kinds[KIND_COUNT];
+
+const struct webhook_kind *webhook_kind_by_name(const char *);
+const struct webhook_kind *webhook_kind_by_path(const char *);
+const char *webhook_format_name(enum webhook_format);
+int webhook_format_parse(const char *); /* -1 when unknown */
+
+/* How a field's value was received. Form and query values are always strings. */
+enum field_type { FIELD_STRING, FIELD_NUMBER, FIELD_BOOL, FIELD_NULL, FIELD_JSON };
+
+struct field {
+	char *name;
+	char *value;          /* decoded text; number/bool as written; NULL for null;
+	                         FIELD_JSON: a nested object/array as JSON text */
+	size_t len;           /* bytes in value (strings may hold NUL) */
+	enum field_type type;
+};
+
+struct fields {
+	struct field *v;
+	size_t n, cap;
+};
+
+void fields_add(struct fields *, const char *name, size_t namelen, const char *value,
+    size_t valuelen, enum field_type);
+const struct field *fields_get(const struct fields *, const char *name);
+void fields_free(struct fields *);
+
+struct webhook_event {
+	const struct webhook_kind *kind;
+	enum webhook_format format;
+	char remote_addr[64];
+	struct fields fields;
+	/* extracted columns: point into fields, NULL when absent */
+	const char *message_id, *from, *to, *body;
+	const char *status_code, *status_text, *custom_string;
+	char *payload;      /* JSON object with every field */
+	char *dedupe_key;   /* NULL when there is no message_id */
+	char **relays;      /* relays to create deliveries for */
+	size_t nrelays;
+	/* filled by the store */
+	int64_t id;
+	int duplicate;
+	char received_at[32];
+};
+
+/* Extract the columns (with legacy alias fallbacks), build payload and dedupe key. */
+void webhook_event_finish(struct webhook_event *);
+void webhook_event_free(struct webhook_event *);
+void webhook_events_free(struct webhook_event *, size_t);
+
+#endif
