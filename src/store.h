@@ -36,6 +36,9 @@ const char *store_errmsg(struct store *);
 /* Health: 0 and counts when the store answers, -1 with a reason otherwise. */
 int store_health(struct store *, long long *pending, long long *dead, char *err, size_t errlen);
 
+/* Pending and dead deliveries of one relay. 0 or -1. */
+int store_relay_counts(struct store *, const char *relay, long long *pending, long long *dead);
+
 /* "YYYY-MM-DDTHH:MM:SS.sssZ" for now + offset_ms, in UTC. */
 void store_time_text(char buf[32], int64_t offset_ms);
 

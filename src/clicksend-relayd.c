@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: ISC */
+/* clicksend-relayd: options, config, store, listeners, the event loop with its signals
+ * and periodic timer, reload, and an orderly shutdown. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "http.h"
+#include "ingest.h"
+#include "log.h"
+#include "store.h"
+#include "systemd.h"
+#include "version.h"
+#include "xmalloc.h"
+
+#define EX_OK_ 0
+#define EX_USAGE_ 64
+#define EX_UNAVAILABLE_ 69
+#define EX_SOFTWARE_ 70
+#define EX_CANTCREAT_ 73
+#define EX_CONFIG_ 78
+
+#define RELAYD_TICK_MS 1000
+#define RELAYD_SHUTDOWN_POLL_MS 50
+
+struct relayd {
+	struct event_base *base;
+	struct config *cfg;
+	struct store *store;
+	struct ingest *ingest;
+	struct http *http;
+	struct event *sig_term, *sig_int, *sig_hup, *tick, *stop_poll;
+	uint64_t watchdog_usec;
+	uint64_t stop_deadline_ms;
+	int stopping;
+};
+
+static void
+relayd_usage(FILE *f)
+{
+	fprintf(f, "usage: clicksend-relayd [-c FILE] [-t] [-d] [-V] [-h]\n"
+		   "  -c FILE  config file (default %s/clicksend-relay/clicksend-relay.conf)\n"
+		   "  -t       check the config, create and migrate the store, and exit\n"
+		   "  -d       debug logging\n"
+		   "  -V       print the version\n"
+		   "  -h       this help\n",
+	    SYSCONFDIR);
+}
+
+static uint64_t
+relayd_now_ms(struct relayd *d)
+{
+	struct timeval tv;
+
+	event_base_gettimeofday_cached(d->base, &tv);
+	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+static struct timeval
+relayd_tv(uint64_t ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+
+	return tv;
+}
+
+/*
+ * The periodic timer (once a second). Its duties:
+ * - ping the systemd watchdog when WATCHDOG_USEC is set;
+ * - (relay engine) attempt due deliveries, apply retention.
+ */
+static void
+relayd_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct relayd *d = arg;
+
+	if (d->watchdog_usec > 0)
+		systemd_notify("WATCHDOG=1");
+}
+
+static void
+relayd_stop_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct relayd *d = arg;
+	struct timeval tv = relayd_tv(RELAYD_SHUTDOWN_POLL_MS);
+
+	ingest_flush(d->ingest);
+	if (http_in_flight(d->http) == 0 || relayd_now_ms(d) >= d->stop_deadline_ms) {
+		/* one more short turn lets queued answers reach their sockets */
+		event_base_loopexit(d->base, &tv);
+		return;
+	}
+	event_add(d->stop_poll, &tv);
+}
+
+static void
+relayd_shutdown(struct relayd *d, const char *why)
+{
+	struct timeval tv = relayd_tv(0);
+
+	if (d->stopping)
+		return;
+	d->stopping = 1;
+	log_info("%s: shutting down", why);
+	systemd_notify("STOPPING=1");
+	http_stop_accepting(d->http);
+	d->stop_deadline_ms = relayd_now_ms(d) + d->cfg->shutdown_timeout_ms;
+	event_add(d->stop_poll, &tv);
+}
+
+static void
+relayd_sig_stop(evutil_socket_t sig, short what, void *arg)
+{
+	relayd_shutdown(arg, sig == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void
+relayd_warn_restart_needed(const struct config *old, const struct config *new)
+{
+	size_t i;
+	int same = old->nlisten == new->nlisten;
+
+	for (i = 0; same && i < old->nlisten; i++)
+		same = strcmp(old->listen[i], new->listen[i]) == 0;
+	if (!same)
+		log_warnx("reload: listen addresses changed; they take effect after a restart");
+	if (strcmp(old->store_path, new->store_path) != 0)
+		log_warnx("reload: store path changed; it takes effect after a restart");
+}
+
+/* SIGHUP: a new config replaces the old one only when it is valid. */
+static void
+relayd_sig_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct relayd *d = arg;
+	struct config *nc;
+
+	systemd_notify("RELOADING=1");
+	if ((nc = config_load(d->cfg->file)) == NULL) {
+		log_warnx("reload: %s is not valid; keeping the running config", d->cfg->file);
+		systemd_notify("READY=1\nSTATUS=reload rejected: config not valid");
+		return;
+	}
+	relayd_warn_restart_needed(d->cfg, nc);
+	http_set_config(d->http, nc);
+	log_set_level(nc->log_level);
+	config_free(d->cfg);
+	d->cfg = nc;
+	log_info("reload: %s loaded", nc->file);
+	systemd_notify("READY=1\nSTATUS=running (config reloaded)");
+}
+
+static struct event *
+relayd_event(struct relayd *d, int fd, short what, event_callback_fn cb)
+{
+	struct event *ev = event_new(d->base, fd, what, cb, d);
+
+	if (ev == NULL)
+		fatalx("event_new failed");
+	return ev;
+}
+
+static void
+relayd_events(struct relayd *d)
+{
+	struct timeval tv = relayd_tv(RELAYD_TICK_MS);
+
+	d->sig_term = relayd_event(d, SIGTERM, EV_SIGNAL | EV_PERSIST, relayd_sig_stop);
+	d->sig_int = relayd_event(d, SIGINT, EV_SIGNAL | EV_PERSIST, relayd_sig_stop);
+	d->sig_hup = relayd_event(d, SIGHUP, EV_SIGNAL | EV_PERSIST, relayd_sig_hup);
+	d->tick = relayd_event(d, -1, EV_PERSIST, relayd_tick);
+	d->stop_poll = relayd_event(d, -1, 0, relayd_stop_poll);
+	event_add(d->sig_term, NULL);
+	event_add(d->sig_int, NULL);
+	event_add(d->sig_hup, NULL);
+	event_add(d->tick, &tv);
+}
+
+static void
+relayd_free(struct relayd *d)
+{
+	struct event *evs[] = { d->sig_term, d->sig_int, d->sig_hup, d->tick, d->stop_poll };
+	size_t i;
+
+	http_free(d->http);
+	ingest_free(d->ingest);
+	for (i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
+		if (evs[i] != NULL)
+			event_free(evs[i]);
+	}
+	store_close(d->store);
+	event_base_free(d->base);
+	config_free(d->cfg);
+}
+
+/* libevent's own messages go through our log. */
+static void
+relayd_libevent_log(int severity, const char *msg)
+{
+	if (severity >= EVENT_LOG_WARN)
+		log_warnx("libevent: %s", msg);
+	else
+		log_debug("libevent: %s", msg);
+}
+
+static int
+relayd_open_store(struct relayd *d)
+{
+	char *cause = NULL;
+
+	if ((d->store = store_open(d->cfg->store_path, d->cfg->synchronous_full, &cause)) == NULL) {
+		fprintf(stderr, "clicksend-relayd: store %s\n", cause);
+		log_error("store %s", cause);
+		free(cause);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+relayd_run(struct relayd *d)
+{
+	if ((d->base = event_base_new()) == NULL)
+		fatalx("event_base_new failed");
+	d->ingest = ingest_new(d->base, d->store);
+	d->http = http_new(d->base, d->cfg, d->ingest, d->store);
+	if (http_listen(d->http) == -1)
+		return EX_UNAVAILABLE_;
+	relayd_events(d);
+	d->watchdog_usec = systemd_watchdog_usec();
+	systemd_notify("READY=1\nSTATUS=running");
+	log_notice("clicksend-relayd %s started, store %s", RELAY_VERSION, d->cfg->store_path);
+	if (event_base_dispatch(d->base) == -1)
+		return EX_SOFTWARE_;
+	ingest_flush(d->ingest);
+	log_notice("clicksend-relayd stopped");
+	return EX_OK_;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct relayd d = { 0 };
+	const char *file = SYSCONFDIR "/clicksend-relay/clicksend-relay.conf";
+	int ch, check = 0, debug = 0, rc;
+
+	while ((ch = getopt(argc, argv, "c:tdVh")) != -1) {
+		switch (ch) {
+		case 'c': file = optarg; break;
+		case 't': check = 1; break;
+		case 'd': debug = 1; break;
+		case 'V': printf("clicksend-relayd %s\n", RELAY_VERSION); return EX_OK_;
+		case 'h': relayd_usage(stdout); return EX_OK_;
+		default: relayd_usage(stderr); return EX_USAGE_;
+		}
+	}
+	if (optind != argc) {
+		relayd_usage(stderr);
+		return EX_USAGE_;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	log_init(debug ? LOG_DEBUG : LOG_INFO, systemd_stderr_is_journal());
+	event_set_log_callback(relayd_libevent_log);
+	if ((d.cfg = config_load(file)) == NULL)
+		return EX_CONFIG_;
+	if (!debug)
+		log_set_level(d.cfg->log_level);
+	if (relayd_open_store(&d) == -1) {
+		config_free(d.cfg);
+		return EX_CANTCREAT_;
+	}
+	if (check) {
+		printf("%s: configuration OK, store %s ready\n", file, d.cfg->store_path);
+		relayd_free(&d);
+		return EX_OK_;
+	}
+	rc = relayd_run(&d);
+	relayd_free(&d);
+	return rc;
+}

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: ISC */
+/* Shared by http.c (server, listeners, answers) and http-request.c (webhook requests). */
+#ifndef HTTP_INTERNAL_H
+#define HTTP_INTERNAL_H
+
+#include <sys/time.h>
+
+#include <event2/http.h>
+
+#include "http.h"
+
+#define HTTP_MAX_BOUND 16
+
+struct http {
+	struct event_base *base;
+	struct evhttp *evh;
+	const struct config *cfg;
+	struct ingest *ingest;
+	struct store *store;
+	struct http_status_provider status;
+	struct evhttp_bound_socket *bound[HTTP_MAX_BOUND];
+	int nbound;
+	int in_flight;
+};
+
+/* One request from arrival until its answer has been written or its client left. */
+struct http_ctx {
+	struct http *http;
+	struct evhttp_request *req;   /* NULL once the client went away */
+	struct evhttp_connection *evcon;
+	struct timeval start;
+	int answered;
+};
+
+void http_reply(struct http_ctx *, int code, const char *text);
+void http_reply_headers(struct http_ctx *, int code, const char *text, const char *name,
+    const char *value);
+/* Every reply ends the context: the caller must not touch it afterwards. */
+void http_reply_doc(struct http_ctx *, int code, const char *type, const char *doc);
+void http_ctx_done(struct http_ctx *);
+void http_healthz(struct http_ctx *);
+void http_metrics(struct http_ctx *);
+/* Webhook requests (http-request.c). */
+void http_request_cb(struct evhttp_request *, void *);
+
+#endif

@@ -1,0 +1,258 @@
+/* SPDX-License-Identifier: ISC */
+/* One incoming request: who the client is (trusted proxies, allow_from), which route it
+ * takes (status endpoints, base_path, token, kind path), method and content type checks,
+ * decoding, and handing the events to the ingest queue; answered after the commit. */
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <syslog.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "config.h"
+#include "decode.h"
+#include "http-internal.h"
+#include "ingest.h"
+#include "log.h"
+#include "metrics.h"
+#include "xmalloc.h"
+
+#define HTTP_ALLOW_WEBHOOK "GET, POST"
+#define HTTP_ALLOW_STATUS "GET, HEAD"
+
+/* The client went away before its answer: nothing must touch the request any more. */
+static void
+http_conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+	struct http_ctx *c = arg;
+
+	c->req = NULL;
+	c->evcon = NULL;
+}
+
+static void
+http_peer_text(struct evhttp_connection *evcon, char *out, size_t outlen)
+{
+	const struct sockaddr *sa = evhttp_connection_get_addr(evcon);
+
+	out[0] = '\0';
+	if (sa == NULL || sa->sa_family == AF_UNIX)
+		snprintf(out, outlen, "%s", sa ? "unix" : "");
+	else if (sa->sa_family == AF_INET)
+		evutil_inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, outlen);
+	else if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(a))
+			evutil_inet_ntop(AF_INET, &a->s6_addr[12], out, outlen);
+		else
+			evutil_inet_ntop(AF_INET6, a, out, outlen);
+	}
+}
+
+/* Walks X-Forwarded-For from the right, skipping trusted hops; keeps the peer otherwise. */
+static void
+http_client_addr(const struct config *cfg, struct evhttp_request *req, char *addr, size_t len)
+{
+	const char *xff;
+	char *copy, *p;
+
+	if (config_cidr_match_text(cfg->trusted_proxies, cfg->ntrusted_proxies, addr) != 1)
+		return;
+	xff = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Forwarded-For");
+	if (xff == NULL || strlen(xff) > 4096)
+		return;
+	copy = xstrdup(xff);
+	while ((p = strrchr(copy, ',')) != NULL || copy[0] != '\0') {
+		char *hop = p ? p + 1 : copy;
+		hop += strspn(hop, " \t");
+		hop[strcspn(hop, " \t")] = '\0';
+		if (hop[0] == '\0' || config_cidr_match_text(NULL, 0, hop) == -1)
+			break; /* not an address: stop trusting the header */
+		snprintf(addr, len, "%s", hop);
+		if (config_cidr_match_text(cfg->trusted_proxies, cfg->ntrusted_proxies, hop) != 1 ||
+		    p == NULL)
+			break;
+		*p = '\0';
+	}
+	free(copy);
+}
+
+static int
+http_token_equal(const char *a, size_t alen, const char *b)
+{
+	size_t blen = strlen(b), i;
+	unsigned char diff = alen != blen;
+
+	for (i = 0; i < alen && i < blen; i++)
+		diff |= (unsigned char)(a[i] ^ b[i]);
+	return diff == 0;
+}
+
+/* The kind for a path below base_path (and the token), or NULL. */
+static const struct webhook_kind *
+http_route_kind(const struct config *cfg, const char *path)
+{
+	size_t bl = strlen(cfg->base_path);
+	const char *rest, *slash;
+
+	if (strncmp(path, cfg->base_path, bl) != 0 || path[bl] != '/')
+		return NULL;
+	rest = path + bl;
+	if (cfg->token != NULL) {
+		slash = strchr(rest + 1, '/');
+		if (slash == NULL || !http_token_equal(rest + 1, (size_t)(slash - rest - 1),
+					 cfg->token))
+			return NULL;
+		rest = slash;
+	}
+	return webhook_kind_by_path(rest);
+}
+
+/* The webhook format for a POST by its media type; -1 for an unsupported one. */
+static int
+http_post_format(struct evhttp_request *req)
+{
+	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+	size_t n;
+
+	if (ct == NULL)
+		return -1;
+	ct += strspn(ct, " \t");
+	n = strcspn(ct, "; \t");
+	if (n == 16 && strncasecmp(ct, "application/json", n) == 0)
+		return FORMAT_JSON;
+	if (n == 33 && strncasecmp(ct, "application/x-www-form-urlencoded", n) == 0)
+		return FORMAT_POST;
+	return -1;
+}
+
+static void
+http_stored_cb(int result, struct webhook_event *evs, size_t n, void *arg)
+{
+	struct http_ctx *c = arg;
+	struct http *h = c->http;
+	size_t i;
+
+	if (result != 0) {
+		http_reply_headers(c, 503, "store unavailable, retry later", "Retry-After", "5");
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		metrics_event_received(evs[i].kind->id, evs[i].format);
+		if (evs[i].duplicate)
+			metrics_event_duplicate(evs[i].kind->id);
+		else if (h->status.event_stored != NULL)
+			h->status.event_stored(h->status.arg, &evs[i]);
+		log_ctx(evs[i].duplicate ? LOG_INFO : LOG_DEBUG, evs[i].id, NULL, "%s %s event from %s%s",
+		    evs[i].kind->name, webhook_format_name(evs[i].format), evs[i].remote_addr,
+		    evs[i].duplicate ? " (duplicate)" : "");
+	}
+	http_reply(c, 200, "OK");
+}
+
+/* Pulls the body or query, decodes it and queues the events. */
+static void
+http_webhook(struct http_ctx *c, const struct webhook_kind *kind, int format, const char *addr)
+{
+	struct evhttp_request *req = c->req;
+	struct webhook_event *evs;
+	char err[256];
+	const char *data;
+	size_t len;
+	int n, i;
+
+	if (format == FORMAT_GET) {
+		data = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+		len = data ? strlen(data) : 0;
+	} else {
+		struct evbuffer *in = evhttp_request_get_input_buffer(req);
+		len = evbuffer_get_length(in);
+		data = len ? (const char *)evbuffer_pullup(in, -1) : "";
+	}
+	if (len == 0) {
+		http_reply(c, 400, format == FORMAT_GET ? "no query string" : "empty body");
+		return;
+	}
+	if ((n = decode_events(kind, format, data, len, &evs, err, sizeof(err))) < 0) {
+		log_info("http: %s from %s rejected: %s", kind->name, addr, err);
+		http_reply(c, 400, err);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		snprintf(evs[i].remote_addr, sizeof(evs[i].remote_addr), "%s", addr);
+		if (c->http->status.route != NULL)
+			c->http->status.route(c->http->status.arg, &evs[i]);
+	}
+	ingest_submit(c->http->ingest, evs, (size_t)n, http_stored_cb, c);
+}
+
+static void
+http_dispatch_status(struct http_ctx *c, const char *path, enum evhttp_cmd_type m)
+{
+	if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD)
+		http_reply_headers(c, 405, "method not allowed", "Allow", HTTP_ALLOW_STATUS);
+	else if (strcmp(path, "/healthz") == 0)
+		http_healthz(c);
+	else
+		http_metrics(c);
+}
+
+static void
+http_dispatch(struct http_ctx *c, const char *path, const char *addr)
+{
+	const struct config *cfg = c->http->cfg;
+	enum evhttp_cmd_type m = evhttp_request_get_command(c->req);
+	const struct webhook_kind *kind;
+	int format;
+
+	if (strcmp(path, "/healthz") == 0 || strcmp(path, "/metrics") == 0) {
+		http_dispatch_status(c, path, m);
+		return;
+	}
+	if ((kind = http_route_kind(cfg, path)) == NULL) {
+		http_reply(c, 404, "not found");
+		return;
+	}
+	if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_POST) {
+		http_reply_headers(c, 405, "method not allowed", "Allow", HTTP_ALLOW_WEBHOOK);
+		return;
+	}
+	format = m == EVHTTP_REQ_GET ? FORMAT_GET : http_post_format(c->req);
+	if (format < 0) {
+		http_reply(c, 415, "unsupported content type");
+		return;
+	}
+	http_webhook(c, kind, format, addr);
+}
+
+void
+http_request_cb(struct evhttp_request *req, void *arg)
+{
+	struct http *h = arg;
+	struct http_ctx *c = xcalloc(1, sizeof(*c));
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	char addr[64];
+
+	c->http = h;
+	c->req = req;
+	c->evcon = evhttp_request_get_connection(req);
+	evutil_gettimeofday(&c->start, NULL);
+	h->in_flight++;
+	if (c->evcon != NULL)
+		evhttp_connection_set_closecb(c->evcon, http_conn_closed, c);
+	http_peer_text(c->evcon, addr, sizeof(addr));
+	http_client_addr(h->cfg, req, addr, sizeof(addr));
+	if (h->cfg->nallow_from > 0 &&
+	    config_cidr_match_text(h->cfg->allow_from, h->cfg->nallow_from, addr) != 1) {
+		http_reply(c, 403, "forbidden");
+		return;
+	}
+	http_dispatch(c, path && path[0] ? path : "/", addr);
+}

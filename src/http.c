@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: ISC */
+/* The HTTP server on evhttp: listeners (addresses, unix sockets, systemd sockets), limits,
+ * the life of one request context, plain-text answers, and /healthz and /metrics. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+
+#include "config.h"
+#include "http-internal.h"
+#include "json.h"
+#include "log.h"
+#include "metrics.h"
+#include "store.h"
+#include "systemd.h"
+#include "xmalloc.h"
+
+static void
+http_apply_limits(struct http *h)
+{
+	struct timeval tv;
+
+	tv.tv_sec = (time_t)(h->cfg->request_timeout_ms / 1000);
+	tv.tv_usec = (suseconds_t)(h->cfg->request_timeout_ms % 1000) * 1000;
+	evhttp_set_timeout_tv(h->evh, &tv);
+	evhttp_set_max_body_size(h->evh, (ev_ssize_t)h->cfg->max_body_size);
+	evhttp_set_max_headers_size(h->evh, 16384);
+}
+
+struct http *
+http_new(struct event_base *base, const struct config *cfg, struct ingest *in, struct store *st)
+{
+	struct http *h = xcalloc(1, sizeof(*h));
+
+	h->base = base;
+	h->cfg = cfg;
+	h->ingest = in;
+	h->store = st;
+	if ((h->evh = evhttp_new(base)) == NULL)
+		fatalx("http: evhttp_new failed");
+	evhttp_set_allowed_methods(h->evh, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+	    EVHTTP_REQ_PATCH);
+	evhttp_set_default_content_type(h->evh, "text/plain; charset=utf-8");
+	evhttp_set_gencb(h->evh, http_request_cb, h);
+	http_apply_limits(h);
+	return h;
+}
+
+void
+http_set_config(struct http *h, const struct config *cfg)
+{
+	h->cfg = cfg;
+	http_apply_limits(h);
+}
+
+void
+http_set_status_provider(struct http *h, const struct http_status_provider *p)
+{
+	h->status = *p;
+}
+
+static int
+http_keep_bound(struct http *h, struct evhttp_bound_socket *b, const char *what)
+{
+	if (b == NULL) {
+		log_warnx("http: cannot listen on %s: %s", what, strerror(errno));
+		return -1;
+	}
+	if (h->nbound == HTTP_MAX_BOUND) {
+		log_warnx("http: too many listeners, %s ignored", what);
+		return -1;
+	}
+	h->bound[h->nbound++] = b;
+	return 0;
+}
+
+static int
+http_listen_unix(struct http *h, const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct evconnlistener *l;
+	struct stat sb;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		log_warnx("http: unix socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(sun.sun_path, path);
+	if (lstat(path, &sb) == 0 && S_ISSOCK(sb.st_mode))
+		unlink(path);
+	l = evconnlistener_new_bind(h->base, NULL, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 128, (struct sockaddr *)&sun,
+	    sizeof(sun));
+	if (l == NULL) {
+		log_warnx("http: cannot listen on unix:%s: %s", path, strerror(errno));
+		return -1;
+	}
+	return http_keep_bound(h, evhttp_bind_listener(h->evh, l), path);
+}
+
+/* "HOST:PORT" or "[V6]:PORT"; the config checked the syntax. */
+static int
+http_listen_inet(struct http *h, const char *spec)
+{
+	char host[256];
+	const char *colon = strrchr(spec, ':');
+	size_t hl;
+
+	if (colon == NULL || (hl = (size_t)(colon - spec)) >= sizeof(host))
+		return -1;
+	memcpy(host, spec, hl);
+	host[hl] = '\0';
+	if (host[0] == '[' && hl >= 2 && host[hl - 1] == ']') {
+		memmove(host, host + 1, hl - 2);
+		host[hl - 2] = '\0';
+	}
+	return http_keep_bound(h,
+	    evhttp_bind_socket_with_handle(h->evh, host, (ev_uint16_t)atoi(colon + 1)), spec);
+}
+
+static int
+http_listen_systemd(struct http *h, int n)
+{
+	int fd, start = systemd_listen_fds_start();
+
+	for (fd = start; fd < start + n; fd++) {
+		evutil_make_socket_nonblocking(fd);
+		evutil_make_socket_closeonexec(fd);
+		if (http_keep_bound(h, evhttp_accept_socket_with_handle(h->evh, fd), "systemd socket"))
+			return -1;
+	}
+	log_info("http: serving %d socket(s) passed by systemd", n);
+	return 0;
+}
+
+int
+http_listen(struct http *h)
+{
+	int n = systemd_listen_fds();
+	size_t i;
+
+	if (n > 0)
+		return http_listen_systemd(h, n);
+	for (i = 0; i < h->cfg->nlisten; i++) {
+		const char *spec = h->cfg->listen[i];
+		int rc = strncmp(spec, "unix:", 5) == 0 ? http_listen_unix(h, spec + 5)
+							: http_listen_inet(h, spec);
+		if (rc == -1)
+			return -1;
+		log_info("http: listening on %s", spec);
+	}
+	return 0;
+}
+
+void
+http_stop_accepting(struct http *h)
+{
+	int i;
+
+	for (i = 0; i < h->nbound; i++)
+		evhttp_del_accept_socket(h->evh, h->bound[i]);
+	h->nbound = 0;
+}
+
+int
+http_in_flight(const struct http *h)
+{
+	return h->in_flight;
+}
+
+void
+http_free(struct http *h)
+{
+	if (h == NULL)
+		return;
+	evhttp_free(h->evh);
+	free(h);
+}
+
+static double
+http_elapsed(const struct timeval *start)
+{
+	struct timeval now, d;
+
+	evutil_gettimeofday(&now, NULL);
+	evutil_timersub(&now, start, &d);
+	return (double)d.tv_sec + (double)d.tv_usec / 1e6;
+}
+
+void
+http_ctx_done(struct http_ctx *c)
+{
+	if (c->evcon != NULL)
+		evhttp_connection_set_closecb(c->evcon, NULL, NULL);
+	c->http->in_flight--;
+	free(c);
+}
+
+static void
+http_reply_buf(struct http_ctx *c, int code, struct evbuffer *body)
+{
+	metrics_http_response(code);
+	metrics_request_duration(http_elapsed(&c->start));
+	c->answered = 1;
+	if (c->req != NULL)
+		evhttp_send_reply(c->req, code, NULL, body);
+	http_ctx_done(c);
+}
+
+void
+http_reply_headers(struct http_ctx *c, int code, const char *text, const char *name,
+    const char *value)
+{
+	struct evbuffer *body = evbuffer_new();
+
+	if (body == NULL)
+		fatalx("http: evbuffer_new failed");
+	if (c->req != NULL) {
+		struct evkeyvalq *out = evhttp_request_get_output_headers(c->req);
+		evhttp_add_header(out, "Content-Type", "text/plain; charset=utf-8");
+		if (name != NULL)
+			evhttp_add_header(out, name, value);
+		evbuffer_add_printf(body, "%s\n", text);
+	}
+	http_reply_buf(c, code, body);
+	evbuffer_free(body);
+}
+
+void
+http_reply(struct http_ctx *c, int code, const char *text)
+{
+	http_reply_headers(c, code, text, NULL, NULL);
+}
+
+/* Answers a text document of the given type (the status endpoints). */
+void
+http_reply_doc(struct http_ctx *c, int code, const char *type, const char *doc)
+{
+	struct evbuffer *body = evbuffer_new();
+
+	if (body == NULL)
+		fatalx("http: evbuffer_new failed");
+	if (c->req != NULL) {
+		evhttp_add_header(evhttp_request_get_output_headers(c->req), "Content-Type", type);
+		evbuffer_add(body, doc, strlen(doc));
+	}
+	http_reply_buf(c, code, body);
+	evbuffer_free(body);
+}
+
+static const char *
+http_status_text(const char *(*fn)(void *), void *arg)
+{
+	return fn != NULL ? fn(arg) : "off";
+}
+
+void
+http_healthz(struct http_ctx *c)
+{
+	struct http *h = c->http;
+	struct json_gen *g = json_gen_new();
+	long long pending = 0, dead = 0;
+	char err[256], *doc;
+	int ok = store_health(h->store, &pending, &dead, err, sizeof(err)) == 0;
+
+	json_gen_map_open(g);
+	json_gen_kv_string(g, "store", ok ? "ok" : err);
+	json_gen_kv_integer(g, "pending", pending);
+	json_gen_kv_integer(g, "dead", dead);
+	json_gen_kv_string(g, "provisioning", http_status_text(h->status.provisioning, h->status.arg));
+	json_gen_kv_string(g, "selftest", http_status_text(h->status.selftest, h->status.arg));
+	json_gen_map_close(g);
+	doc = json_gen_finish(g, NULL);
+	http_reply_doc(c, ok ? 200 : 503, "application/json", doc);
+	free(doc);
+}
+
+void
+http_metrics(struct http_ctx *c)
+{
+	const struct config *cfg = c->http->cfg;
+	struct metrics_relay_gauge *g = xcalloc(cfg->nrelays + 1, sizeof(*g));
+	size_t i, n = 0;
+	char *doc;
+
+	for (i = 0; i < cfg->nrelays; i++) {
+		g[n].relay = cfg->relays[i].name;
+		if (store_relay_counts(c->http->store, g[n].relay, &g[n].pending, &g[n].dead) == 0)
+			n++;
+	}
+	doc = metrics_render(g, n);
+	http_reply_doc(c, 200, "text/plain; version=0.0.4; charset=utf-8", doc);
+	free(doc);
+	free(g);
+}

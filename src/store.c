@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: ISC */
+/* The SQLite event store: opening and migrating the schema, the prepared statements of
+ * the write path, transactions and health. The only file that includes sqlite3.h
+ * along with its sibling store-*.c files. */
+#include <errno.h>
+#include <libgen.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "log.h"
+#include "store-internal.h"
+#include "store-schema.h"
+#include "store.h"
+#include "xmalloc.h"
+
+static const char *store_sql[STMT_COUNT] = {
+	[STMT_EVENT_INSERT] = "INSERT INTO events (kind, format, received_at, remote_addr, "
+			      "message_id, from_number, to_number, body, status_code, status_text, "
+			      "custom_string, payload, dedupe_key) "
+			      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
+			      "ON CONFLICT (dedupe_key) DO NOTHING",
+	[STMT_EVENT_DUPLICATE] = "UPDATE events SET duplicates = duplicates + 1 "
+				 "WHERE dedupe_key = ? RETURNING id, received_at",
+	[STMT_DELIVERY_INSERT] = "INSERT OR IGNORE INTO deliveries "
+				 "(event_id, relay, state, attempts, next_attempt_at) "
+				 "VALUES (?, ?, 'pending', 0, ?)",
+	[STMT_HEALTH] = "SELECT (SELECT count(*) FROM deliveries WHERE state = 'pending'), "
+			"(SELECT count(*) FROM deliveries WHERE state = 'dead')",
+	[STMT_RELAY_COUNTS] = "SELECT (SELECT count(*) FROM deliveries WHERE relay = ?1 AND "
+			      "state = 'pending'), (SELECT count(*) FROM deliveries WHERE "
+			      "relay = ?1 AND state = 'dead')",
+};
+
+void
+store_time_text(char buf[32], int64_t offset_ms)
+{
+	struct timespec ts;
+	struct tm tm;
+	int64_t ms;
+	size_t n;
+	time_t t;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + offset_ms;
+	t = (time_t)(ms / 1000);
+	gmtime_r(&t, &tm);
+	n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, 32 - n, ".%03uZ", (unsigned)(ms % 1000));
+}
+
+int
+store_exec(struct store *st, const char *sql)
+{
+	char *err = NULL;
+
+	if (sqlite3_exec(st->db, sql, NULL, NULL, &err) != SQLITE_OK) {
+		snprintf(st->err, sizeof(st->err), "%s", err ? err : sqlite3_errmsg(st->db));
+		sqlite3_free(err);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+store_user_version(struct store *st)
+{
+	sqlite3_stmt *s;
+	int v = -1;
+
+	if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+/* Each step runs in its own transaction together with the user_version bump. */
+static int
+store_migrate(struct store *st)
+{
+	char sql[64];
+	size_t i;
+	int cur;
+
+	if ((cur = store_user_version(st)) < 0)
+		return -1;
+	for (i = 0; i < store_schema_nsteps; i++) {
+		const struct store_schema_step *step = &store_schema_steps[i];
+		if (step->version <= cur)
+			continue;
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", step->version);
+		if (store_exec(st, "BEGIN IMMEDIATE") == -1)
+			return -1;
+		if (store_exec(st, step->sql) == -1 || store_exec(st, sql) == -1) {
+			log_warnx("store: migration %s failed: %s", step->name, st->err);
+			store_exec(st, "ROLLBACK");
+			return -1;
+		}
+		if (store_exec(st, "COMMIT") == -1)
+			return -1;
+		log_info("store: applied %s (schema version %d)", step->name, step->version);
+		cur = step->version;
+	}
+	return 0;
+}
+
+static int
+store_pragmas(struct store *st, int synchronous_full)
+{
+	sqlite3_busy_timeout(st->db, 5000);
+	if (store_exec(st, "PRAGMA journal_mode = WAL") == -1 ||
+	    store_exec(st, "PRAGMA foreign_keys = ON") == -1)
+		return -1;
+	return store_exec(st, synchronous_full ? "PRAGMA synchronous = FULL"
+					       : "PRAGMA synchronous = NORMAL");
+}
+
+static int
+store_prepare(struct store *st)
+{
+	int i;
+
+	for (i = 0; i < STMT_COUNT; i++) {
+		if (store_sql[i] == NULL)
+			continue;
+		if (sqlite3_prepare_v3(st->db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+			&st->stmt[i], NULL) != SQLITE_OK) {
+			snprintf(st->err, sizeof(st->err), "%s", sqlite3_errmsg(st->db));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The state directory normally exists (systemd StateDirectory=); create one level. */
+static void
+store_make_parent(const char *path)
+{
+	char *copy = xstrdup(path), *dir = dirname(copy);
+
+	if (mkdir(dir, 0750) == -1 && errno != EEXIST)
+		log_debug("store: mkdir %s: %s", dir, strerror(errno));
+	free(copy);
+}
+
+struct store *
+store_open(const char *path, int synchronous_full, char **cause)
+{
+	struct store *st = xcalloc(1, sizeof(*st));
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+
+	st->path = xstrdup(path);
+	store_make_parent(path);
+	if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK) {
+		xasprintf(cause, "%s: %s", path, st->db ? sqlite3_errmsg(st->db) : "out of memory");
+		store_close(st);
+		return NULL;
+	}
+	sqlite3_extended_result_codes(st->db, 1);
+	if (store_pragmas(st, synchronous_full) == -1 || store_migrate(st) == -1 ||
+	    store_prepare(st) == -1) {
+		xasprintf(cause, "%s: %s", path, st->err[0] ? st->err : sqlite3_errmsg(st->db));
+		store_close(st);
+		return NULL;
+	}
+	return st;
+}
+
+void
+store_close(struct store *st)
+{
+	int i;
+
+	if (st == NULL)
+		return;
+	for (i = 0; i < STMT_COUNT; i++)
+		sqlite3_finalize(st->stmt[i]);
+	if (st->db != NULL)
+		sqlite3_close_v2(st->db);
+	free(st->path);
+	free(st);
+}
+
+const char *
+store_path(const struct store *st)
+{
+	return st->path;
+}
+
+const char *
+store_errmsg(struct store *st)
+{
+	return st->err[0] ? st->err : sqlite3_errmsg(st->db);
+}
+
+int
+store_begin(struct store *st)
+{
+	st->err[0] = '\0';
+	return store_exec(st, "BEGIN IMMEDIATE");
+}
+
+int
+store_commit(struct store *st)
+{
+	if (store_exec(st, "COMMIT") == -1) {
+		/* A failed COMMIT may leave the transaction open: end it. */
+		if (!sqlite3_get_autocommit(st->db))
+			sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+void
+store_rollback(struct store *st)
+{
+	if (!sqlite3_get_autocommit(st->db))
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int
+store_savepoint(struct store *st)
+{
+	return store_exec(st, "SAVEPOINT request");
+}
+
+int
+store_release(struct store *st)
+{
+	return store_exec(st, "RELEASE request");
+}
+
+void
+store_rollback_savepoint(struct store *st)
+{
+	sqlite3_exec(st->db, "ROLLBACK TO request; RELEASE request", NULL, NULL, NULL);
+}
+
+/* Binds text or NULL; SQLITE_TRANSIENT is not needed as the event outlives the step. */
+void
+store_bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+	if (v == NULL)
+		sqlite3_bind_null(s, i);
+	else
+		sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+}
+
+int
+store_step_done(struct store *st, sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		snprintf(st->err, sizeof(st->err), "%s", sqlite3_errmsg(st->db));
+		sqlite3_reset(s);
+		return -1;
+	}
+	return rc;
+}
