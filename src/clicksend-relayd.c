@@ -15,6 +15,8 @@
 #include "http.h"
 #include "ingest.h"
 #include "log.h"
+#include "outbox.h"
+#include "route.h"
 #include "store.h"
 #include "systemd.h"
 #include "version.h"
@@ -29,6 +31,14 @@
 
 #define RELAYD_TICK_MS 1000
 #define RELAYD_SHUTDOWN_POLL_MS 50
+/*
+ * evhttp (2.1) does not tell how many connections are part-way through a request, so
+ * after SIGTERM the loop keeps serving for this grace (bounded by shutdown_timeout):
+ * a request whose bytes are still arriving is read, stored and answered.
+ */
+#define RELAYD_SHUTDOWN_GRACE_MS 1000
+#define RELAYD_RETENTION_EVERY 60   /* ticks */
+#define RELAYD_RETENTION_BATCH 1000
 
 struct relayd {
 	struct event_base *base;
@@ -36,9 +46,12 @@ struct relayd {
 	struct store *store;
 	struct ingest *ingest;
 	struct http *http;
+	struct outbox *outbox;      /* owns the configs */
 	struct event *sig_term, *sig_int, *sig_hup, *tick, *stop_poll;
 	uint64_t watchdog_usec;
 	uint64_t stop_deadline_ms;
+	uint64_t stop_grace_ms;
+	unsigned ticks;
 	int stopping;
 };
 
@@ -71,10 +84,28 @@ relayd_tv(uint64_t ms)
 	return tv;
 }
 
+/* Deletes old events whose deliveries are all done, a bounded batch at a time. */
+static void
+relayd_retention(struct relayd *d)
+{
+	char before[32];
+	int n;
+
+	if (d->cfg->retention_ms == 0)
+		return;
+	store_time_text(before, -(int64_t)d->cfg->retention_ms);
+	if ((n = store_retention(d->store, before, RELAYD_RETENTION_BATCH)) == -1)
+		log_warnx("retention: %s", store_errmsg(d->store));
+	else if (n > 0)
+		log_info("retention: deleted %d event(s) received before %s", n, before);
+}
+
 /*
  * The periodic timer (once a second). Its duties:
  * - ping the systemd watchdog when WATCHDOG_USEC is set;
- * - (relay engine) attempt due deliveries, apply retention.
+ * - wake the outbox, so retries fall due and rows changed by the operator tool
+ *   (retry, replay) are picked up within a second or two;
+ * - once a minute, apply the store's retention.
  */
 static void
 relayd_tick(evutil_socket_t fd, short what, void *arg)
@@ -83,6 +114,11 @@ relayd_tick(evutil_socket_t fd, short what, void *arg)
 
 	if (d->watchdog_usec > 0)
 		systemd_notify("WATCHDOG=1");
+	if (d->stopping)
+		return;
+	outbox_wake(d->outbox);
+	if (++d->ticks % RELAYD_RETENTION_EVERY == 0)
+		relayd_retention(d);
 }
 
 static void
@@ -90,9 +126,15 @@ relayd_stop_poll(evutil_socket_t fd, short what, void *arg)
 {
 	struct relayd *d = arg;
 	struct timeval tv = relayd_tv(RELAYD_SHUTDOWN_POLL_MS);
+	uint64_t now = relayd_now_ms(d);
 
 	ingest_flush(d->ingest);
-	if (http_in_flight(d->http) == 0 || relayd_now_ms(d) >= d->stop_deadline_ms) {
+	if ((http_in_flight(d->http) == 0 && outbox_in_flight(d->outbox) == 0 &&
+		now >= d->stop_grace_ms) ||
+	    now >= d->stop_deadline_ms) {
+		if (outbox_in_flight(d->outbox) > 0)
+			log_warnx("shutdown: %d delivery attempt(s) cut short; they stay pending",
+			    outbox_in_flight(d->outbox));
 		/* one more short turn lets queued answers reach their sockets */
 		event_base_loopexit(d->base, &tv);
 		return;
@@ -111,7 +153,11 @@ relayd_shutdown(struct relayd *d, const char *why)
 	log_info("%s: shutting down", why);
 	systemd_notify("STOPPING=1");
 	http_stop_accepting(d->http);
+	outbox_stop(d->outbox);
 	d->stop_deadline_ms = relayd_now_ms(d) + d->cfg->shutdown_timeout_ms;
+	d->stop_grace_ms = relayd_now_ms(d) +
+	    (d->cfg->shutdown_timeout_ms < RELAYD_SHUTDOWN_GRACE_MS ? d->cfg->shutdown_timeout_ms
+								    : RELAYD_SHUTDOWN_GRACE_MS);
 	event_add(d->stop_poll, &tv);
 }
 
@@ -151,7 +197,7 @@ relayd_sig_hup(evutil_socket_t sig, short what, void *arg)
 	relayd_warn_restart_needed(d->cfg, nc);
 	http_set_config(d->http, nc);
 	log_set_level(nc->log_level);
-	config_free(d->cfg);
+	outbox_set_config(d->outbox, nc);   /* frees the old config when it is unused */
 	d->cfg = nc;
 	log_info("reload: %s loaded", nc->file);
 	systemd_notify("READY=1\nSTATUS=running (config reloaded)");
@@ -191,13 +237,17 @@ relayd_free(struct relayd *d)
 
 	http_free(d->http);
 	ingest_free(d->ingest);
+	if (d->outbox != NULL)
+		outbox_free(d->outbox); /* and every config */
+	else
+		config_free(d->cfg);
 	for (i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
 		if (evs[i] != NULL)
 			event_free(evs[i]);
 	}
 	store_close(d->store);
-	event_base_free(d->base);
-	config_free(d->cfg);
+	if (d->base != NULL)
+		event_base_free(d->base);
 }
 
 /* libevent's own messages go through our log. */
@@ -224,13 +274,33 @@ relayd_open_store(struct relayd *d)
 	return 0;
 }
 
+static void
+relayd_route(void *arg, struct webhook_event *ev)
+{
+	struct relayd *d = arg;
+
+	route_event(d->cfg, ev);
+}
+
+static void
+relayd_wake_outbox(void *arg)
+{
+	struct relayd *d = arg;
+
+	outbox_wake(d->outbox);
+}
+
 static int
 relayd_run(struct relayd *d)
 {
 	if ((d->base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
+	d->outbox = outbox_new(d->base, d->store, d->cfg);
 	d->ingest = ingest_new(d->base, d->store);
+	ingest_set_commit_hook(d->ingest, relayd_wake_outbox, d);
 	d->http = http_new(d->base, d->cfg, d->ingest, d->store);
+	http_set_status_provider(d->http, &(struct http_status_provider){
+	    .route = relayd_route, .arg = d });
 	if (http_listen(d->http) == -1)
 		return EX_UNAVAILABLE_;
 	relayd_events(d);
@@ -273,7 +343,7 @@ main(int argc, char **argv)
 	if (!debug)
 		log_set_level(d.cfg->log_level);
 	if (relayd_open_store(&d) == -1) {
-		config_free(d.cfg);
+		relayd_free(&d);
 		return EX_CANTCREAT_;
 	}
 	if (check) {

@@ -20,7 +20,7 @@ struct http {
 	struct http_status_provider status;
 	struct evhttp_bound_socket *bound[HTTP_MAX_BOUND];
 	int nbound;
-	int in_flight;
+	int in_flight;     /* requests waiting for their commit */
 };
 
 /* One request from arrival until its answer has been written or its client left. */

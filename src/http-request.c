@@ -55,6 +55,14 @@ http_peer_text(struct evhttp_connection *evcon, char *out, size_t outlen)
 	}
 }
 
+static int
+http_is_addr(const char *s)
+{
+	unsigned char a[16];
+
+	return evutil_inet_pton(AF_INET, s, a) == 1 || evutil_inet_pton(AF_INET6, s, a) == 1;
+}
+
 /* Walks X-Forwarded-For from the right, skipping trusted hops; keeps the peer otherwise. */
 static void
 http_client_addr(const struct config *cfg, struct evhttp_request *req, char *addr, size_t len)
@@ -72,7 +80,7 @@ http_client_addr(const struct config *cfg, struct evhttp_request *req, char *add
 		char *hop = p ? p + 1 : copy;
 		hop += strspn(hop, " \t");
 		hop[strcspn(hop, " \t")] = '\0';
-		if (hop[0] == '\0' || config_cidr_match_text(NULL, 0, hop) == -1)
+		if (!http_is_addr(hop))
 			break; /* not an address: stop trusting the header */
 		snprintf(addr, len, "%s", hop);
 		if (config_cidr_match_text(cfg->trusted_proxies, cfg->ntrusted_proxies, hop) != 1 ||

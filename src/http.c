@@ -53,6 +53,7 @@ http_new(struct event_base *base, const struct config *cfg, struct ingest *in, s
 	    EVHTTP_REQ_PATCH);
 	evhttp_set_default_content_type(h->evh, "text/plain; charset=utf-8");
 	evhttp_set_gencb(h->evh, http_request_cb, h);
+	evhttp_set_flags(h->evh, EVHTTP_SERVER_LINGERING_CLOSE);
 	http_apply_limits(h);
 	return h;
 }

@@ -31,7 +31,7 @@ void json_gen_array_close(struct json_gen *);
 void json_gen_string(struct json_gen *, const char *); /* NULL writes null */
 void json_gen_stringn(struct json_gen *, const char *, size_t);
 void json_gen_integer(struct json_gen *, long long);
-void json_gen_number_raw(struct json_gen *, const char *);
+void json_gen_number_raw(struct json_gen *, const char *); /* not a JSON number: a string */
 void json_gen_bool(struct json_gen *, int);
 void json_gen_null(struct json_gen *);
 /* Insert an already serialised JSON value (re-parsed, so it must be valid). 0 or -1. */
@@ -39,10 +39,21 @@ int json_gen_raw(struct json_gen *, const char *json);
 /* kv helpers for maps */
 void json_gen_kv_string(struct json_gen *, const char *k, const char *v);
 void json_gen_kv_integer(struct json_gen *, const char *k, long long v);
-/* The finished text; caller frees. */
+/*
+ * The finished text (NUL-terminated; its length in *len unless len is NULL); caller frees
+ * it. Consumes the generator: do not json_gen_free it afterwards (json_gen_free is for
+ * abandoning one). NULL when the calls did not make exactly one complete value (a
+ * programming error, logged). Strings that are not valid UTF-8 are written with U+FFFD
+ * in place of each ill-formed byte, so the output is always valid JSON.
+ */
 char *json_gen_finish(struct json_gen *, size_t *len);
 
-/* A parsed document for reading API answers leniently. */
+/*
+ * A parsed document for reading API answers leniently. Any JSON value may be the root;
+ * nesting is limited to JSON_MAX_DEPTH and the whole document to JSON_MAX_VALUES values.
+ */
+#define JSON_MAX_DEPTH 32
+#define JSON_MAX_VALUES 200000
 struct json_doc;
 struct json_node;
 struct json_doc *json_doc_parse(const char *buf, size_t len, char *err, size_t errlen);

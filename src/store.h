@@ -39,6 +39,24 @@ int store_health(struct store *, long long *pending, long long *dead, char *err,
 /* Pending and dead deliveries of one relay. 0 or -1. */
 int store_relay_counts(struct store *, const char *relay, long long *pending, long long *dead);
 
+/* A delivery with what an attempt needs from its event. */
+struct store_delivery {
+	int64_t id, event_id;
+	int attempts;
+	char *relay, *kind, *format, *received_at, *payload;
+};
+
+/* Pending deliveries of RELAY due at NOW (time text), oldest first. Count or -1. */
+int store_due(struct store *, const char *relay, const char *now, size_t limit,
+    struct store_delivery **out);
+void store_deliveries_free(struct store_delivery *, size_t n);
+/* Records one attempt: attempts + 1 and the new state; NULL texts are stored as NULL. */
+int store_delivery_record(struct store *, int64_t id, const char *state, const char *next_at,
+    const char *last_at, const char *result, const char *done_at);
+/* Deletes up to LIMIT events received before BEFORE whose deliveries are all done.
+ * Returns the number deleted or -1. */
+int store_retention(struct store *, const char *before, int limit);
+
 /* "YYYY-MM-DDTHH:MM:SS.sssZ" for now + offset_ms, in UTC. */
 void store_time_text(char buf[32], int64_t offset_ms);
 

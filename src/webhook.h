@@ -18,6 +18,10 @@ enum webhook_kind_id {
 
 enum webhook_format { FORMAT_GET, FORMAT_POST, FORMAT_JSON, FORMAT_COUNT };
 
+/* Bounds on one request: fields per event and events (JSON objects) per request. */
+#define WEBHOOK_MAX_FIELDS 1000
+#define WEBHOOK_MAX_EVENTS 1000
+
 struct webhook_kind {
 	enum webhook_kind_id id;
 	const char *name;   /* "sms.inbound" */
@@ -48,6 +52,11 @@ struct fields {
 	size_t n, cap;
 };
 
+/*
+ * Copy one field in. A repeated name replaces the earlier value in place (the later one
+ * wins, like most form parsers). Names are C strings: one holding a NUL byte is cut there.
+ * A NULL value or FIELD_NULL stores a JSON null (value NULL, len 0).
+ */
 void fields_add(struct fields *, const char *name, size_t namelen, const char *value,
     size_t valuelen, enum field_type);
 const struct field *fields_get(const struct fields *, const char *name);
@@ -63,7 +72,8 @@ struct webhook_event {
 	const char *status_code, *status_text, *custom_string;
 	char *payload;      /* JSON object with every field */
 	char *dedupe_key;   /* NULL when there is no message_id */
-	char **relays;      /* relays to create deliveries for */
+	char **relays;      /* relays to create deliveries for; each string and the
+	                       array are owned (freed by webhook_event_free) */
 	size_t nrelays;
 	/* filled by the store */
 	int64_t id;
@@ -71,7 +81,10 @@ struct webhook_event {
 	char received_at[32];
 };
 
-/* Extract the columns (with legacy alias fallbacks), build payload and dedupe key. */
+/*
+ * Extract the columns (with legacy alias fallbacks), build payload and dedupe key.
+ * Call again after changing fields: the columns point into them.
+ */
 void webhook_event_finish(struct webhook_event *);
 void webhook_event_free(struct webhook_event *);
 void webhook_events_free(struct webhook_event *, size_t);

@@ -1,0 +1,360 @@
+/* SPDX-License-Identifier: ISC */
+/* The outbox scheduler. It asks the store for due deliveries of each relay, keeps at
+ * most `concurrency` attempts in flight per relay, hands each to the URL or script
+ * relay, and records the outcome on the row. Rows are the only state that matters:
+ * an attempt cut short by a crash or shutdown leaves its row pending, so it is tried
+ * again after the next start (at-least-once, same webhook-id). */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "json.h"
+#include "log.h"
+#include "metrics.h"
+#include "outbox.h"
+#include "relay.h"
+#include "store.h"
+#include "xmalloc.h"
+
+/* A config and the number of attempts started under it. */
+struct outbox_gen {
+	struct config *cfg;
+	int jobs;
+	TAILQ_ENTRY(outbox_gen) entry;
+};
+
+struct outbox_job {
+	struct relay_job job;
+	struct outbox *ob;
+	struct outbox_gen *gen;
+	struct store_delivery d;
+	char *document;
+	struct fields *fields;
+	size_t nfields;
+	TAILQ_ENTRY(outbox_job) entry;
+};
+
+struct outbox {
+	struct event_base *base;
+	struct store *store;
+	struct relay_http *http;
+	struct relay_exec *exec;
+	struct event *wake_ev;
+	TAILQ_HEAD(, outbox_gen) gens;  /* first is the current config */
+	TAILQ_HEAD(, outbox_job) jobs;
+	int njobs;
+	int stopping;
+};
+
+static void outbox_run_cb(evutil_socket_t, short, void *);
+
+struct outbox *
+outbox_new(struct event_base *base, struct store *st, struct config *cfg)
+{
+	struct outbox *ob = xcalloc(1, sizeof(*ob));
+
+	ob->base = base;
+	ob->store = st;
+	TAILQ_INIT(&ob->gens);
+	TAILQ_INIT(&ob->jobs);
+	ob->http = relay_http_new(base);
+	ob->exec = relay_exec_new(base);
+	if ((ob->wake_ev = event_new(base, -1, 0, outbox_run_cb, ob)) == NULL)
+		fatalx("outbox: event_new failed");
+	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+	outbox_set_config(ob, cfg);
+	return ob;
+}
+
+static void
+outbox_gen_release(struct outbox *ob, struct outbox_gen *g)
+{
+	if (g->jobs > 0 || g == TAILQ_FIRST(&ob->gens))
+		return;
+	TAILQ_REMOVE(&ob->gens, g, entry);
+	config_free(g->cfg);
+	free(g);
+}
+
+void
+outbox_set_config(struct outbox *ob, struct config *cfg)
+{
+	struct outbox_gen *g = xcalloc(1, sizeof(*g)), *old = TAILQ_FIRST(&ob->gens);
+
+	g->cfg = cfg;
+	TAILQ_INSERT_HEAD(&ob->gens, g, entry);
+	if (old != NULL)
+		outbox_gen_release(ob, old);
+	outbox_wake(ob);
+}
+
+void
+outbox_wake(struct outbox *ob)
+{
+	if (!ob->stopping)
+		event_active(ob->wake_ev, EV_TIMEOUT, 0);
+}
+
+void
+outbox_stop(struct outbox *ob)
+{
+	ob->stopping = 1;
+}
+
+int
+outbox_in_flight(const struct outbox *ob)
+{
+	return ob->njobs;
+}
+
+uint64_t
+outbox_retry_delay(const uint64_t *schedule, size_t n, int attempts, uint64_t retry_after_ms,
+    long jitter_permille)
+{
+	uint64_t base, longest = 0, delay;
+	size_t i;
+
+	if (attempts < 1 || (size_t)attempts > n)
+		return 0;
+	for (i = 0; i < n; i++)
+		longest = schedule[i] > longest ? schedule[i] : longest;
+	base = schedule[attempts - 1];
+	delay = (uint64_t)((long double)base * (1000 + jitter_permille) / 1000);
+	if (retry_after_ms > delay)
+		delay = retry_after_ms < longest ? retry_after_ms : longest;
+	return delay > 0 ? delay : 1;
+}
+
+static void
+outbox_job_free(struct outbox_job *j)
+{
+	size_t i;
+
+	for (i = 0; i < j->nfields; i++)
+		fields_free(&j->fields[i]);
+	free(j->fields);
+	free(j->document);
+	free(j->d.relay);
+	free(j->d.kind);
+	free(j->d.format);
+	free(j->d.received_at);
+	free(j->d.payload);
+	free(j);
+}
+
+static void
+outbox_job_end(struct outbox_job *j)
+{
+	struct outbox *ob = j->ob;
+
+	TAILQ_REMOVE(&ob->jobs, j, entry);
+	ob->njobs--;
+	j->gen->jobs--;
+	outbox_gen_release(ob, j->gen);
+	outbox_job_free(j);
+	outbox_wake(ob);
+}
+
+/* The row's new state after this attempt; fills next (empty when final). */
+static const char *
+outbox_next_state(const struct outbox_job *j, const struct relay_result *r, char next[32],
+    char *why, size_t whylen)
+{
+	const struct config_relay *rl = j->job.relay;
+	long jitter = (long)(random() % 401) - 200;
+	uint64_t delay;
+
+	next[0] = '\0';
+	snprintf(why, whylen, "%s", r->text);
+	if (r->outcome == RELAY_DONE)
+		return "done";
+	if (r->outcome == RELAY_DEAD)
+		return "dead";
+	delay = outbox_retry_delay(rl->retry_ms, rl->nretry, j->d.attempts + 1, r->retry_after_ms,
+	    jitter);
+	if (delay == 0) {
+		snprintf(why, whylen, "%s; retry schedule exhausted", r->text);
+		return "dead";
+	}
+	store_time_text(next, (int64_t)delay);
+	return "retry";
+}
+
+static void
+outbox_record(struct outbox_job *j, const struct relay_result *r)
+{
+	char now[32], next[32], why[320];
+	const char *state = outbox_next_state(j, r, next, why, sizeof(why));
+	int retry = strcmp(state, "retry") == 0;
+
+	store_time_text(now, 0);
+	metrics_delivery(j->d.relay, state);
+	log_ctx(retry || strcmp(state, "dead") == 0 ? LOG_WARNING : LOG_INFO, j->d.event_id,
+	    j->d.relay, "delivery %lld attempt %d: %s -> %s%s%s", (long long)j->d.id,
+	    j->d.attempts + 1, why, state, retry ? " at " : "", retry ? next : "");
+	if (store_delivery_record(j->ob->store, j->d.id, retry ? "pending" : state,
+		retry ? next : NULL, now, why, strcmp(state, "done") == 0 ? now : NULL) == -1)
+		log_ctx(LOG_ERR, j->d.event_id, j->d.relay, "delivery %lld: cannot record: %s",
+		    (long long)j->d.id, store_errmsg(j->ob->store));
+}
+
+static void
+outbox_done_cb(const struct relay_job *job, const struct relay_result *r, void *arg)
+{
+	struct outbox_job *j = arg;
+
+	outbox_record(j, r);
+	outbox_job_end(j);
+}
+
+/* The document of SPEC §6; the payload is spliced in as stored. */
+static int
+outbox_document(struct outbox_job *j)
+{
+	struct json_gen *g = json_gen_new();
+
+	json_gen_map_open(g);
+	json_gen_kv_string(g, "id", j->job.event_ref);
+	json_gen_kv_string(g, "type", j->d.kind);
+	json_gen_kv_string(g, "received_at", j->d.received_at);
+	json_gen_kv_string(g, "format", j->d.format);
+	json_gen_string(g, "data");
+	if (json_gen_raw(g, j->d.payload) == -1) {
+		json_gen_free(g);
+		return -1;
+	}
+	json_gen_map_close(g);
+	j->document = json_gen_finish(g, &j->job.doclen);
+	return 0;
+}
+
+static int
+outbox_prepare(struct outbox_job *j)
+{
+	char err[128];
+
+	snprintf(j->job.event_ref, sizeof(j->job.event_ref), "evt_%lld", (long long)j->d.event_id);
+	j->job.delivery_id = j->d.id;
+	j->job.event_id = j->d.event_id;
+	j->job.kind = j->d.kind;
+	j->job.format = j->d.format;
+	j->job.received_at = j->d.received_at;
+	if (outbox_document(j) == -1 ||
+	    json_decode_objects(j->d.payload, strlen(j->d.payload), &j->fields, &j->nfields, err,
+		sizeof(err)) == -1 || j->nfields != 1)
+		return -1;
+	j->job.document = j->document;
+	j->job.fields = &j->fields[0];
+	return 0;
+}
+
+static void
+outbox_start(struct outbox *ob, const struct config_relay *rl, struct store_delivery *d)
+{
+	struct outbox_job *j = xcalloc(1, sizeof(*j));
+	struct relay_result fail = { .outcome = RELAY_DEAD };
+	int rc;
+
+	j->ob = ob;
+	j->d = *d;
+	memset(d, 0, sizeof(*d));
+	j->job.relay = rl;
+	j->gen = TAILQ_FIRST(&ob->gens);
+	j->gen->jobs++;
+	TAILQ_INSERT_TAIL(&ob->jobs, j, entry);
+	ob->njobs++;
+	if (outbox_prepare(j) == -1) {
+		snprintf(fail.text, sizeof(fail.text), "stored payload is not a JSON object");
+		outbox_done_cb(&j->job, &fail, j);
+		return;
+	}
+	rc = rl->url != NULL ? relay_http_attempt(ob->http, &j->job, outbox_done_cb, j)
+			     : relay_exec_attempt(ob->exec, &j->job, outbox_done_cb, j);
+	if (rc == -1) {
+		fail.outcome = RELAY_RETRY;
+		snprintf(fail.text, sizeof(fail.text), "attempt could not start");
+		outbox_done_cb(&j->job, &fail, j);
+	}
+}
+
+static int
+outbox_relay_busy(const struct outbox *ob, const char *relay, int64_t delivery_id)
+{
+	const struct outbox_job *j;
+	int n = 0;
+
+	TAILQ_FOREACH(j, &ob->jobs, entry) {
+		if (delivery_id != 0 && j->d.id == delivery_id)
+			return -1;
+		n += strcmp(j->d.relay, relay) == 0;
+	}
+	return n;
+}
+
+/* Starts the due deliveries of one relay up to its free slots. */
+static void
+outbox_run_relay(struct outbox *ob, const struct config_relay *rl, const char *now)
+{
+	struct store_delivery *ds;
+	int busy = outbox_relay_busy(ob, rl->name, 0), n, i;
+	int free_slots = (int)rl->concurrency - busy;
+
+	if (free_slots <= 0)
+		return;
+	if ((n = store_due(ob->store, rl->name, now, (size_t)(free_slots + busy), &ds)) == -1) {
+		log_ctx(LOG_ERR, 0, rl->name, "outbox: cannot read due deliveries: %s",
+		    store_errmsg(ob->store));
+		return;
+	}
+	for (i = 0; i < n && free_slots > 0; i++) {
+		if (outbox_relay_busy(ob, rl->name, ds[i].id) == -1)
+			continue;
+		outbox_start(ob, rl, &ds[i]);
+		free_slots--;
+	}
+	store_deliveries_free(ds, (size_t)n);
+}
+
+static void
+outbox_run_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct outbox *ob = arg;
+	const struct config *cfg = TAILQ_FIRST(&ob->gens)->cfg;
+	char now[32];
+	size_t i;
+
+	if (ob->stopping)
+		return;
+	store_time_text(now, 0);
+	for (i = 0; i < cfg->nrelays; i++)
+		outbox_run_relay(ob, &cfg->relays[i], now);
+}
+
+void
+outbox_free(struct outbox *ob)
+{
+	struct outbox_job *j;
+	struct outbox_gen *g;
+
+	if (ob == NULL)
+		return;
+	relay_http_free(ob->http);
+	relay_exec_free(ob->exec);
+	while ((j = TAILQ_FIRST(&ob->jobs)) != NULL) {
+		TAILQ_REMOVE(&ob->jobs, j, entry);
+		outbox_job_free(j);
+	}
+	while ((g = TAILQ_FIRST(&ob->gens)) != NULL) {
+		TAILQ_REMOVE(&ob->gens, g, entry);
+		config_free(g->cfg);
+		free(g);
+	}
+	event_free(ob->wake_ev);
+	free(ob);
+}

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: ISC */
+/* The store's queries for the outbox: due deliveries with their event, the record of
+ * each attempt, and retention of old, fully delivered events. */
+#include <stdlib.h>
+
+#include "store-internal.h"
+#include "store.h"
+#include "xmalloc.h"
+
+static char *
+store_col_dup(sqlite3_stmt *s, int i)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+
+	return xstrdup(t ? (const char *)t : "");
+}
+
+static void
+store_delivery_read(sqlite3_stmt *s, struct store_delivery *d)
+{
+	d->id = sqlite3_column_int64(s, 0);
+	d->event_id = sqlite3_column_int64(s, 1);
+	d->attempts = sqlite3_column_int(s, 2);
+	d->relay = store_col_dup(s, 3);
+	d->kind = store_col_dup(s, 4);
+	d->format = store_col_dup(s, 5);
+	d->received_at = store_col_dup(s, 6);
+	d->payload = store_col_dup(s, 7);
+}
+
+int
+store_due(struct store *st, const char *relay, const char *now, size_t limit,
+    struct store_delivery **out)
+{
+	sqlite3_stmt *s = st->stmt[STMT_DUE];
+	size_t n = 0;
+	int rc;
+
+	*out = xcalloc(limit ? limit : 1, sizeof(**out));
+	store_bind_text(s, 1, relay);
+	store_bind_text(s, 2, now);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)limit);
+	while (n < limit && (rc = store_step_done(st, s)) == SQLITE_ROW)
+		store_delivery_read(s, &(*out)[n++]);
+	sqlite3_reset(s);
+	if (rc == -1) {
+		store_deliveries_free(*out, n);
+		*out = NULL;
+		return -1;
+	}
+	return (int)n;
+}
+
+void
+store_deliveries_free(struct store_delivery *d, size_t n)
+{
+	size_t i;
+
+	for (i = 0; d != NULL && i < n; i++) {
+		free(d[i].relay);
+		free(d[i].kind);
+		free(d[i].format);
+		free(d[i].received_at);
+		free(d[i].payload);
+	}
+	free(d);
+}
+
+int
+store_delivery_record(struct store *st, int64_t id, const char *state, const char *next_at,
+    const char *last_at, const char *result, const char *done_at)
+{
+	sqlite3_stmt *s = st->stmt[STMT_DELIVERY_RECORD];
+	int rc;
+
+	store_bind_text(s, 1, state);
+	store_bind_text(s, 2, next_at);
+	store_bind_text(s, 3, last_at);
+	store_bind_text(s, 4, result);
+	store_bind_text(s, 5, done_at);
+	sqlite3_bind_int64(s, 6, id);
+	rc = store_step_done(st, s);
+	sqlite3_reset(s);
+	return rc == -1 ? -1 : 0;
+}
+
+int
+store_retention(struct store *st, const char *before, int limit)
+{
+	sqlite3_stmt *s = st->stmt[STMT_RETENTION];
+	int rc;
+
+	store_bind_text(s, 1, before);
+	sqlite3_bind_int(s, 2, limit);
+	rc = store_step_done(st, s);
+	sqlite3_reset(s);
+	return rc == -1 ? -1 : sqlite3_changes(st->db);
+}

@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * Webhook kinds and formats (const tables), the field list of a decoded event, and what
+ * webhook_event_finish derives from it: columns with legacy alias fallbacks, the JSON
+ * payload and the dedupe key.
+ */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "json.h"
+#include "webhook.h"
+#include "xmalloc.h"
+
+#ifndef nitems
+#define nitems(a) (sizeof(a) / sizeof((a)[0]))
+#endif
+
+/* Adding a kind is one row here and one enum value in webhook.h. */
+const struct webhook_kind webhook_kinds[KIND_COUNT] = {
+	[KIND_SMS_INBOUND] = { .id = KIND_SMS_INBOUND, .name = "sms.inbound",
+	    .path = "/sms/inbound", .receipt = 0 },
+	[KIND_SMS_RECEIPT] = { .id = KIND_SMS_RECEIPT, .name = "sms.receipt",
+	    .path = "/sms/receipt", .receipt = 1 },
+	[KIND_FAX_INBOUND] = { .id = KIND_FAX_INBOUND, .name = "fax.inbound",
+	    .path = "/fax/inbound", .receipt = 0 },
+	[KIND_FAX_RECEIPT] = { .id = KIND_FAX_RECEIPT, .name = "fax.receipt",
+	    .path = "/fax/receipt", .receipt = 1 },
+	[KIND_VOICE_RECEIPT] = { .id = KIND_VOICE_RECEIPT, .name = "voice.receipt",
+	    .path = "/voice/receipt", .receipt = 1 },
+	[KIND_EMAIL_RECEIPT] = { .id = KIND_EMAIL_RECEIPT, .name = "email.receipt",
+	    .path = "/email/receipt", .receipt = 1 },
+};
+
+static const char *const webhook_format_names[FORMAT_COUNT] = {
+	[FORMAT_GET] = "get",
+	[FORMAT_POST] = "post",
+	[FORMAT_JSON] = "json",
+};
+
+/*
+ * Where each column comes from: the main field first, then ClickSend's legacy aliases.
+ * An alias is used only when the fields before it are missing, null or empty.
+ */
+struct webhook_column {
+	size_t offset;                  /* of the const char * in struct webhook_event */
+	const char *fields[3];          /* main field, then aliases; NULL-terminated */
+	enum webhook_kind_id alias_kind; /* kind_alias applies to this kind only */
+	const char *kind_alias;         /* a last fallback for that kind, or NULL */
+};
+
+static const struct webhook_column webhook_columns[] = {
+	{ .offset = offsetof(struct webhook_event, body), .fields = { "body", "message" } },
+	{ .offset = offsetof(struct webhook_event, from), .fields = { "from", "sms" } },
+	{ .offset = offsetof(struct webhook_event, to), .fields = { "to", "originalsenderid" },
+	    .alias_kind = KIND_EMAIL_RECEIPT, .kind_alias = "email" },
+	{ .offset = offsetof(struct webhook_event, custom_string),
+	    .fields = { "custom_string", "customstring" } },
+	{ .offset = offsetof(struct webhook_event, message_id),
+	    .fields = { "message_id", "messageid" } },
+	{ .offset = offsetof(struct webhook_event, status_code), .fields = { "status_code" } },
+	{ .offset = offsetof(struct webhook_event, status_text), .fields = { "status_text" } },
+};
+
+const struct webhook_kind *
+webhook_kind_by_name(const char *name)
+{
+	size_t i;
+
+	for (i = 0; name != NULL && i < nitems(webhook_kinds); i++) {
+		if (strcmp(webhook_kinds[i].name, name) == 0)
+			return &webhook_kinds[i];
+	}
+	return NULL;
+}
+
+const struct webhook_kind *
+webhook_kind_by_path(const char *path)
+{
+	size_t i;
+
+	for (i = 0; path != NULL && i < nitems(webhook_kinds); i++) {
+		if (strcmp(webhook_kinds[i].path, path) == 0)
+			return &webhook_kinds[i];
+	}
+	return NULL;
+}
+
+const char *
+webhook_format_name(enum webhook_format format)
+{
+	if ((unsigned int)format >= FORMAT_COUNT)
+		return "unknown";
+	return webhook_format_names[format];
+}
+
+int
+webhook_format_parse(const char *name)
+{
+	size_t i;
+
+	for (i = 0; name != NULL && i < nitems(webhook_format_names); i++) {
+		if (strcasecmp(webhook_format_names[i], name) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+/* Index of the field with that name, or f->n. */
+static size_t
+fields_index(const struct fields *f, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < f->n; i++) {
+		if (strcmp(f->v[i].name, name) == 0)
+			break;
+	}
+	return i;
+}
+
+/*
+ * Repeated names (a=1&a=2, or a JSON object with a key twice): the later value replaces
+ * the earlier one where it stood, so an event never holds two fields of one name and
+ * the payload is a JSON object with unique keys.
+ */
+void
+fields_add(struct fields *f, const char *name, size_t namelen, const char *value,
+    size_t valuelen, enum field_type type)
+{
+	struct field *fd;
+	char *key;
+	size_t i;
+
+	key = xstrndup(name, namelen);
+	if ((i = fields_index(f, key)) < f->n) {
+		fd = &f->v[i];
+		free(key);
+		free(fd->value);
+	} else {
+		if (f->n == f->cap) {
+			f->cap = f->cap == 0 ? 16 : f->cap * 2;
+			f->v = xreallocarray(f->v, f->cap, sizeof *f->v);
+		}
+		fd = &f->v[f->n++];
+		fd->name = key;
+	}
+	if (value == NULL || type == FIELD_NULL) {
+		fd->value = NULL, fd->len = 0, fd->type = FIELD_NULL;
+		return;
+	}
+	fd->value = xmalloc(valuelen + 1);
+	memcpy(fd->value, value, valuelen);
+	fd->value[valuelen] = '\0';
+	fd->len = valuelen;
+	fd->type = type;
+}
+
+const struct field *
+fields_get(const struct fields *f, const char *name)
+{
+	size_t i;
+
+	if (name == NULL || (i = fields_index(f, name)) == f->n)
+		return NULL;
+	return &f->v[i];
+}
+
+void
+fields_free(struct fields *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->n; i++) {
+		free(f->v[i].name);
+		free(f->v[i].value);
+	}
+	free(f->v);
+	memset(f, 0, sizeof *f);
+}
+
+static int
+webhook_field_filled(const struct field *f)
+{
+	return f != NULL && f->value != NULL && f->len > 0;
+}
+
+/* A column's text: the first filled field of its list, else the main field as is. */
+static const char *
+webhook_column_value(const struct webhook_event *ev, const struct webhook_column *c)
+{
+	const struct field *f;
+	size_t i;
+
+	for (i = 0; i < nitems(c->fields) && c->fields[i] != NULL; i++) {
+		f = fields_get(&ev->fields, c->fields[i]);
+		if (webhook_field_filled(f))
+			return f->value;
+	}
+	if (c->kind_alias != NULL && ev->kind != NULL && ev->kind->id == c->alias_kind) {
+		f = fields_get(&ev->fields, c->kind_alias);
+		if (webhook_field_filled(f))
+			return f->value;
+	}
+	f = fields_get(&ev->fields, c->fields[0]);
+	return f != NULL ? f->value : NULL;
+}
+
+/* "kind|message_id" for inbound kinds, "kind|message_id|status_code" for receipts. */
+static char *
+webhook_dedupe_key(const struct webhook_event *ev)
+{
+	char *key;
+
+	if (ev->kind == NULL || ev->message_id == NULL || ev->message_id[0] == '\0')
+		return NULL;
+	if (ev->kind->receipt)
+		xasprintf(&key, "%s|%s|%s", ev->kind->name, ev->message_id,
+		    ev->status_code != NULL ? ev->status_code : "");
+	else
+		xasprintf(&key, "%s|%s", ev->kind->name, ev->message_id);
+	return key;
+}
+
+void
+webhook_event_finish(struct webhook_event *ev)
+{
+	const struct webhook_column *c;
+	size_t i;
+
+	for (i = 0; i < nitems(webhook_columns); i++) {
+		c = &webhook_columns[i];
+		*(const char **)((char *)ev + c->offset) = webhook_column_value(ev, c);
+	}
+	free(ev->payload);
+	ev->payload = json_fields_object(&ev->fields);
+	free(ev->dedupe_key);
+	ev->dedupe_key = webhook_dedupe_key(ev);
+}
+
+void
+webhook_event_free(struct webhook_event *ev)
+{
+	size_t i;
+
+	if (ev == NULL)
+		return;
+	fields_free(&ev->fields);
+	free(ev->payload);
+	free(ev->dedupe_key);
+	for (i = 0; i < ev->nrelays; i++)
+		free(ev->relays[i]);
+	free(ev->relays);
+	memset(ev, 0, sizeof *ev);
+}
+
+void
+webhook_events_free(struct webhook_event *evs, size_t n)
+{
+	size_t i;
+
+	if (evs == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		webhook_event_free(&evs[i]);
+	free(evs);
+}
