@@ -15,6 +15,7 @@
 #include "config.h"
 #include "json.h"
 #include "log.h"
+#include "provision.h"
 #include "route.h"
 #include "store-admin.h"
 #include "store.h"
@@ -76,14 +77,27 @@ cli_warn(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-/* Placeholder until provisioning lands: the command exists, the work does not. */
+/*
+ * Reconciles the ClickSend rules once (see provision.c). The results are recorded in the
+ * store when it exists and opens; the rules at ClickSend are what matters, so a store that
+ * does not (yet) exist or is the daemon's and not writable here only costs the record.
+ */
 int
 cli_provision(const struct config *cfg, int dry_run)
 {
-	(void)cfg;
-	(void)dry_run;
-	cli_warn("provisioning is not available in this build");
-	return EX_UNAVAILABLE_;
+	struct store *st = NULL;
+	struct stat sb;
+	char *cause = NULL;
+	int rc;
+
+	if (!dry_run && cfg->provision != 0 && stat(cfg->store_path, &sb) == 0 &&
+	    (st = store_open(cfg->store_path, cfg->synchronous_full, &cause)) == NULL) {
+		cli_warn("cannot open the store %s: results not recorded", cause);
+		free(cause);
+	}
+	rc = provision_run_cli(cfg, st, dry_run);
+	store_close(st);
+	return rc;
 }
 
 /* ------------------------------------------------------------------ tables */

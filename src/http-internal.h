@@ -10,6 +10,7 @@
 #include "http.h"
 
 #define HTTP_MAX_BOUND 16
+#define HTTP_READ_LIMIT_MIN (256 * 1024)
 
 struct http {
 	struct event_base *base;

@@ -180,7 +180,10 @@ http_webhook(struct http_ctx *c, const struct webhook_kind *kind, int format, co
 		len = data ? strlen(data) : 0;
 	} else {
 		struct evbuffer *in = evhttp_request_get_input_buffer(req);
-		len = evbuffer_get_length(in);
+		if ((len = evbuffer_get_length(in)) > c->http->cfg->max_body_size) {
+			http_reply(c, 413, "body larger than max_body_size");
+			return;
+		}
 		data = len ? (const char *)evbuffer_pullup(in, -1) : "";
 	}
 	if (len == 0) {

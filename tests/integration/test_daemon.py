@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+sys.dont_write_bytecode = True     # the source tree may be read-only (distcheck)
 sys.path.insert(0, os.environ.get("TESTS_LIB") or os.path.dirname(os.path.abspath(__file__)))
 from harness import (Tap, Daemon, run_relayd, render_config, free_port, plain_short,  # noqa: E402
                      sanitizer_report, sql_quote)
@@ -146,6 +147,90 @@ def test_config_errors():
     rc, out, err = relayd(["-c", missing_conf], "missing config (run)")
     tap.ok(rc == 78 and missing_conf in err, "a missing config file exits 78 when starting too",
            ["exit %r" % rc, "stderr %r" % err[-800:]])
+
+
+def test_valid_configs():
+    """Valid spellings are accepted: -t exits 0 (SPEC section 3)."""
+    tmp = tap.mkdtemp()
+    db = os.path.join(tmp, "events.db")
+    text = """; every key, valid values that are not the defaults
+[server]
+listen = 127.0.0.1:%d [::1]:%d unix:%s
+base_path = /hooks/clicksend
+token = Abc123-secret
+trusted_proxies = 127.0.0.1 ::1 10.0.0.0/8 fd00::/8
+allow_from = 127.0.0.0/8 ::1/128
+max_body_size = 1m
+request_timeout = 30
+shutdown_timeout = 5m
+
+[store]
+path = %s
+synchronous = normal
+retention = 2h
+
+[clicksend]
+username =
+api_key =
+api_url = https://rest.clicksend.com/v3
+public_url = https://hooks.example.com/clicksend
+provision =
+webhook_type = post
+dedicated_number = *
+rule_prefix = clicksend-relay
+test_receipts = no
+
+[log]
+level = warning
+
+[relay:crm_1]
+url = http://127.0.0.1:9/hook
+events = sms.inbound sms.receipt
+match_from = +614*
+match_to = +61411111111
+match_body = *stop*
+secret = whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+header = Authorization: Bearer abc
+header = X-Source: relay
+timeout = 15s
+concurrency = 2
+retry_schedule = 1s 30s 5m 2h
+
+[relay:script-2]
+exec = /bin/cat
+args = -u
+events = *
+timeout = 1m
+concurrency = 1
+retry_schedule = 10s
+""" % (free_port(), free_port(), os.path.join(tmp, "http.sock"), db)
+    conf = write_conf(tmp, text)
+    rc, out, err = relayd(["-c", conf, "-t"], "valid config")
+    tap.ok(rc == 0 and os.path.exists(db),
+           "a config using every key (durations 30 / 15s / 5m / 2h, sizes 1m, v6 and unix "
+           "listeners, two relays) passes -t", ["exit %r" % rc, "stderr %r" % err[-1500:]])
+
+    example = os.path.join(os.environ.get("TESTS_DATA") or
+                           os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data"),
+                           "..", "..", "etc", "clicksend-relay.conf")
+    if not os.path.exists(example):
+        tap.skip("the example config passes -t", "no %s" % example)
+        return
+    with open(example) as f:
+        lines = f.read().splitlines()
+    section, out_lines = None, []
+    db2 = os.path.join(tmp, "example.db")
+    for line in lines:
+        m = re.match(r"\s*\[([^\]]+)\]", line)
+        if m:
+            section = m.group(1)
+        if section == "store" and re.match(r"\s*path\s*=", line):
+            line = "path = %s" % db2
+        out_lines.append(line)
+    conf = write_conf(tmp, "\n".join(out_lines) + "\n", "example.conf")
+    rc, out, err = relayd(["-c", conf, "-t"], "example config")
+    tap.ok(rc == 0, "the example config etc/clicksend-relay.conf passes -t (store path "
+           "redirected)", ["exit %r" % rc, "stderr %r" % err[-1500:]])
 
 
 def test_store_errors():
@@ -284,6 +369,25 @@ def test_sighup():
                "kept, still running", d.log()[-1500:])
         r = d.request("POST", IN, "message_id=hup-2&body=x", {"Content-Type": FORM})
         tap.check_eq(r.status, 200, "after a rejected reload webhooks are still accepted")
+        old_port = d.port
+        new_port = free_port()
+        d.reconfigure(extra="")
+        text = open(d.conf_path).read().replace("127.0.0.1:%d" % old_port,
+                                                "127.0.0.1:%d" % new_port)
+        d.reconfigure(text=text)
+        off = len(d.log())
+        d.signal(signal.SIGHUP)
+        m = None
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            m = re.search(r"(?i)listen.*restart|restart.*listen", d.log()[off:])
+            if m or not d.alive():
+                break
+            time.sleep(0.05)
+        r = d.get("/healthz")
+        tap.ok(d.alive() and r.status == 200 and m,
+               "SIGHUP with a changed listen address: logged as needing a restart, still "
+               "served on the old address", ["answer %r" % (r,), d.log()[off:][-1500:]])
         rc = d.stop()
         tap.check_eq(rc, 0, "SIGTERM after reloads: exit 0", d.log()[-1500:])
     finally:
@@ -465,6 +569,7 @@ def test_store_failure():
 def main():
     tap.run(test_command_line)
     tap.run(test_config_errors)
+    tap.run(test_valid_configs)
     tap.run(test_store_errors)
     tap.run(test_listen_busy)
     tap.run(test_signals)

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 
+sys.dont_write_bytecode = True     # the source tree may be read-only (distcheck)
 sys.path.insert(0, os.environ.get("TESTS_LIB") or os.path.dirname(os.path.abspath(__file__)))
 from harness import (Tap, Daemon, plain_short, parse_raw_status, sql_quote)  # noqa: E402
 
@@ -49,6 +50,35 @@ def try_request(d, *a, **kw):
     except (OSError, Exception) as e:     # http.client.RemoteDisconnected, reset, timeout
         from harness import Response
         return Response(None, {}, "", "connection error: %s: %s" % (type(e).__name__, e))
+
+
+def raw_plain_problems(ans):
+    """plain_short() for a raw HTTP answer; [] when there was no answer."""
+    if parse_raw_status(ans) is None:
+        return []
+    head, _, body = ans.partition(b"\r\n\r\n")
+    hdrs = {}
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        hdrs[k.strip().lower().decode("latin-1")] = v.strip().decode("latin-1")
+    from harness import Response
+    return plain_short(Response(parse_raw_status(ans), hdrs, body.decode("utf-8", "replace")))
+
+
+protocol_answers = []    # (what, problems) for answers to malformed HTTP
+
+
+def note_protocol_answer(what, ans):
+    probs = raw_plain_problems(ans)
+    if probs:
+        protocol_answers.append("%s: %s; %r" % (what, "; ".join(probs), ans[:160]))
+
+
+def test_protocol_answers():
+    # libevent 2.1 writes these answers itself, as HTML, before any handler runs.
+    tap.todo(not protocol_answers, "answers to malformed HTTP (garbage, oversized headers) are "
+             "short plain-text lines too", "libevent 2.1 answers malformed HTTP with its own "
+             "HTML page", protocol_answers)
 
 
 # --------------------------------------------------------------------------- 400
@@ -252,6 +282,7 @@ def test_big_headers(d):
     st = parse_raw_status(ans)
     tap.ok(st is None or 400 <= st < 500, "a 100 KiB header is rejected (4xx or dropped)",
            repr(ans[:300]))
+    note_protocol_answer("a 100 KiB header", ans)
     tap.ok(d.alive(), "alive after a 100 KiB header")
 
     raw = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: %s\r\n" % (IN, FORM) +
@@ -261,6 +292,7 @@ def test_big_headers(d):
     st = parse_raw_status(ans)
     tap.ok(st is None or 400 <= st < 500, "5000 header lines are rejected (4xx or dropped)",
            repr(ans[:300]))
+    note_protocol_answer("5000 header lines", ans)
 
     raw = ("GET %s?message_id=big-url&body=%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
            "Connection: close\r\n\r\n" % (IN, "u" * (100 * 1024))).encode()
@@ -304,6 +336,7 @@ def test_garbage(d):
         tap.ok(st in allowed and d.alive(), "garbage (%s): %s, daemon alive" % (
             what, " or ".join("dropped" if a is None else str(a) for a in allowed)),
             repr(ans[:300]))
+        note_protocol_answer(what, ans)
 
 
 def test_pipelining(d):
@@ -333,7 +366,7 @@ def test_slow_clients(d):
         r = d.get("/healthz", timeout=3)
         served.append((r.status, round(time.monotonic() - r0, 3)))
         time.sleep(0.1)
-    tap.ok(served and all(st == 200 and dt < 0.5 for st, dt in served),
+    tap.ok(served and all(st == 200 and dt < 1.0 for st, dt in served),
            "other clients are served while three connections stall", repr(served))
     for s, name in zip(stalled, names):
         s.settimeout(max(0.1, t0 + 5 - time.monotonic()))
@@ -398,6 +431,24 @@ def test_concurrency(d):
             s.close()
 
 
+def test_deep_json():
+    """Deeply nested JSON must not crash the parser (default max_body_size 64k)."""
+    with Daemon(tap, name="deep") as d:
+        body = "[" * 30000 + "]" * 30000
+        r = try_request(d, "POST", IN, body, {"Content-Type": JSONT})
+        tap.ok(r.status == 400 and d.alive(), "30000 nested arrays: 400, daemon alive", repr(r))
+        body = '{"message_id":"deep-obj","x":' + "[" * 30000 + "]" * 30000 + "}"
+        r = try_request(d, "POST", IN, body, {"Content-Type": JSONT})
+        tap.ok(r.status in (200, 400) and d.alive(),
+               "an object holding 30000 nested arrays: 200 or 400, daemon alive", repr(r))
+        body = '{"message_id":"deep-obj2","x":' + '{"a":' * 10000 + "1" + "}" * 10000 + "}"
+        r = try_request(d, "POST", IN, body, {"Content-Type": JSONT})
+        tap.ok(r.status in (200, 400) and d.alive(),
+               "an object holding 10000 nested objects: 200 or 400, daemon alive", repr(r))
+        r = d.get("/healthz")
+        tap.check_eq(r.status, 200, "/healthz after deep JSON")
+
+
 # --------------------------------------------------------------------------- main
 
 def battery_daemon(name="battery"):
@@ -435,9 +486,11 @@ def main():
         tap.check_eq(total, accepted["n"], "events holds exactly the acknowledged requests")
     if battery is not None:
         tap.run(final)
+        tap.run(test_protocol_answers)
         battery.close()
     tap.run(test_allow_from)
     tap.run(test_trusted_proxies)
+    tap.run(test_deep_json)
     tap.done()
 
 

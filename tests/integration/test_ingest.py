@@ -9,6 +9,7 @@ import signal
 import sys
 import urllib.parse
 
+sys.dont_write_bytecode = True     # the source tree may be read-only (distcheck)
 sys.path.insert(0, os.environ.get("TESTS_LIB") or os.path.dirname(os.path.abspath(__file__)))
 from harness import (Tap, Daemon, DaemonError, run_relayd, tests_data, sql_quote, time_ok,  # noqa: E402
                      same_json, json_diff, sqlite_json, sqlite_text, render_config, free_port)
@@ -245,6 +246,12 @@ def test_arrays_and_charsets(d):
         good = good and not pr
     tap.ok(good, "JSON array of 3 objects: 200 and 3 rows, each its own payload", diag)
 
+    many = [{"message_id": "arr-many-%d" % i, "status_code": "201"} for i in range(200)]
+    r = d.request("POST", path, json.dumps(many), {"Content-Type": "application/json"})
+    n = d.sql_value("SELECT count(*) FROM events WHERE message_id LIKE 'arr-many-%'")
+    tap.ok(r.status == 200 and n == 200, "JSON array of 200 objects: 200 and 200 rows",
+           ["answer %r, rows %r" % (r, n)])
+
     one = [{"message_id": "arr-single", "status_code": "201"}]
     r = d.request("POST", path, json.dumps(one), {"Content-Type": "application/json"})
     check_stored(d, "JSON array of one object: 200 and one row", r, "sms.receipt", "json", one[0])
@@ -276,12 +283,67 @@ def test_unicode_and_escapes(d):
     r = d.request("POST", BASE + "/sms/inbound", body, {"Content-Type": "application/json"})
     check_stored(d, "JSON \\u escapes and surrogate pairs decoded", r, "sms.inbound", "json",
                  json.loads(body))
+    # NUL bytes inside values survive in payload (JSON \u0000 and form %00)
+    body = '{"message_id":"nul-json","note":"a\\u0000b"}'
+    r = d.request("POST", BASE + "/fax/inbound", body, {"Content-Type": "application/json"})
+    check_stored(d, "JSON \\u0000 inside a value is kept in payload", r, "fax.inbound", "json",
+                 {"message_id": "nul-json", "note": "a\u0000b"})
+    r = d.request("POST", BASE + "/fax/inbound", "message_id=nul-form&note=a%00b",
+                  {"Content-Type": FORM})
+    check_stored(d, "form %00 inside a value is kept in payload", r, "fax.inbound", "post",
+                 {"message_id": "nul-form", "note": "a\u0000b"})
     # form: '+' is a space, %2B a plus; keys are decoded too
     raw = "message_id=plus-test&body=a+b%2Bc%20d&from=%2B61400000003&x%5By%5D=1"
     r = d.request("POST", BASE + "/sms/inbound", raw, {"Content-Type": FORM})
     check_stored(d, "form decoding: + is space, %2B is plus, keys percent-decoded", r,
                  "sms.inbound", "post", {"message_id": "plus-test", "body": "a b+c d",
                                          "from": "+61400000003", "x[y]": "1"})
+
+
+def test_expect_continue(d):
+    """curl sends Expect: 100-continue for bodies over 1 KiB."""
+    import socket
+    body = ("message_id=expect-1&body=" + "e" * 1500).encode()
+    s = d.connect(timeout=10)
+    ans = b""
+    try:
+        s.sendall(("POST %s/sms/inbound HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: %s\r\n"
+                   "Content-Length: %d\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+                   % (BASE, FORM, len(body))).encode())
+        s.settimeout(1.5)
+        try:
+            ans = s.recv(4096)          # "HTTP/1.1 100 Continue" (or nothing: send anyway)
+        except socket.timeout:
+            pass
+        s.sendall(body)
+        s.settimeout(10)
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            ans += chunk
+    except OSError as e:
+        ans += ("[%s]" % e).encode()
+    finally:
+        s.close()
+    rows = fetch(d, "sms.inbound", "expect-1")
+    tap.ok(b"HTTP/1.1 200" in ans and len(rows) == 1,
+           "POST with Expect: 100-continue is answered 200 and stored",
+           ["answer %r" % ans[:300], "rows %d" % len(rows)])
+
+
+def test_big_requests(d):
+    fields = [("message_id", "many-fields")] + [("f%04d" % i, "v%d" % i) for i in range(900)]
+    r = d.request("POST", BASE + "/sms/inbound", urllib.parse.urlencode(fields),
+                  {"Content-Type": FORM})
+    n = d.sql_value("SELECT (SELECT count(*) FROM json_each(payload)) FROM events "
+                    "WHERE message_id = 'many-fields'")
+    tap.ok(r.status == 200 and n == 901, "a form with 901 fields: 200, all in payload",
+           ["answer %r, fields in payload %r" % (r, n)])
+    o = {"message_id": "long-body", "body": "\u00e9" * 20000}
+    r = d.request("POST", BASE + "/sms/inbound", json.dumps(o, ensure_ascii=False),
+                  {"Content-Type": "application/json; charset=utf-8"})
+    check_stored(d, "a 40 KB UTF-8 body is stored whole", r, "sms.inbound", "json", o)
 
 
 def test_types_kept(d):
@@ -468,6 +530,75 @@ def test_base_paths():
                        ["answer %r" % (r,), "rows %r" % n])
 
 
+def test_listeners():
+    """listen takes several addresses: HOST:PORT, [V6]:PORT and unix:/path (SPEC section 3);
+    remote_addr is the client address without port."""
+    import socket
+    d = Daemon(tap, start=False, name="listeners")
+    p6 = free_port()
+    sock = os.path.join(d.dir, "http.sock")
+    try:
+        s6 = socket.socket(socket.AF_INET6)
+        s6.bind(("::1", 0))
+        s6.close()
+        have6 = True
+    except OSError:
+        have6 = False
+    d.server["listen"] = "127.0.0.1:%d%s unix:%s" % (d.port, " [::1]:%d" % p6 if have6 else "",
+                                                       sock)
+    d.write_config()
+    try:
+        d.start()
+    except DaemonError as e:
+        tap.ok(False, "a daemon with IPv4, IPv6 and unix listeners starts", str(e))
+        return
+    try:
+        if have6:
+            import http.client
+            c = http.client.HTTPConnection("::1", p6, timeout=10)
+            body = "message_id=v6-1&body=over+ipv6"
+            c.request("POST", BASE + "/sms/inbound", body,
+                      {"Content-Type": FORM, "Content-Length": str(len(body))})
+            r = c.getresponse()
+            r.read()
+            c.close()
+            rows = fetch(d, "sms.inbound", "v6-1")
+            tap.ok(r.status == 200 and len(rows) == 1 and rows[0]["remote_addr"] == "::1",
+                   "listen [::1]:PORT: accepted, remote_addr ::1 (no brackets, no port)",
+                   ["status %r" % r.status, repr(rows)])
+        else:
+            tap.skip("listen [::1]:PORT", "no IPv6 loopback here")
+        ok = os.path.exists(sock)
+        ans = b""
+        if ok:
+            u = socket.socket(socket.AF_UNIX)
+            u.settimeout(10)
+            try:
+                u.connect(sock)
+                body = b"message_id=unix-1&body=over+unix"
+                u.sendall(b"POST " + (BASE + "/sms/inbound").encode() + b" HTTP/1.1\r\n"
+                          b"Host: localhost\r\nContent-Type: " + FORM.encode() +
+                          b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) +
+                          body)
+                while True:
+                    chunk = u.recv(4096)
+                    if not chunk:
+                        break
+                    ans += chunk
+            except OSError as e:
+                ans += ("[%s]" % e).encode()
+            finally:
+                u.close()
+        rows = fetch(d, "sms.inbound", "unix-1")
+        tap.ok(ans.startswith(b"HTTP/1.1 200") and len(rows) == 1,
+               "listen unix:/path: webhook accepted and stored",
+               ["socket exists: %r" % ok, "answer %r" % ans[:200], repr(rows)])
+        r = d.get("/healthz")
+        tap.check_eq(r.status, 200, "IPv4 listener still answers next to the others")
+    finally:
+        d.close()
+
+
 def test_restart():
     d = Daemon(tap, name="restart")
     try:
@@ -579,7 +710,8 @@ def main():
     except DaemonError as e:
         tap.ok(False, "shared daemon starts", str(e))
     if shared:
-        for t in (test_arrays_and_charsets, test_unicode_and_escapes, test_types_kept,
+        for t in (test_arrays_and_charsets, test_unicode_and_escapes, test_expect_continue,
+                  test_big_requests, test_types_kept,
                   test_aliases, test_duplicates):
             tap.run(t, shared)
         tap.ok(shared.alive(), "shared daemon still running", shared.log()[-2000:])
@@ -587,6 +719,7 @@ def main():
     tap.run(test_token)
     tap.run(test_base_paths)
     tap.run(test_restart)
+    tap.run(test_listeners)
     tap.done()
 
 
