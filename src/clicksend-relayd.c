@@ -16,6 +16,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "outbox.h"
+#include "provision.h"
 #include "route.h"
 #include "store.h"
 #include "systemd.h"
@@ -47,6 +48,7 @@ struct relayd {
 	struct ingest *ingest;
 	struct http *http;
 	struct outbox *outbox;      /* owns the configs */
+	struct provision *provision;
 	struct event *sig_term, *sig_int, *sig_hup, *tick, *stop_poll;
 	uint64_t watchdog_usec;
 	uint64_t stop_deadline_ms;
@@ -199,6 +201,7 @@ relayd_sig_hup(evutil_socket_t sig, short what, void *arg)
 	log_set_level(nc->log_level);
 	outbox_set_config(d->outbox, nc);   /* frees the old config when it is unused */
 	d->cfg = nc;
+	provision_start(d->provision, nc);
 	log_info("reload: %s loaded", nc->file);
 	systemd_notify("READY=1\nSTATUS=running (config reloaded)");
 }
@@ -237,6 +240,7 @@ relayd_free(struct relayd *d)
 
 	http_free(d->http);
 	ingest_free(d->ingest);
+	provision_free(d->provision);
 	if (d->outbox != NULL)
 		outbox_free(d->outbox); /* and every config */
 	else
@@ -282,6 +286,24 @@ relayd_route(void *arg, struct webhook_event *ev)
 	route_event(d->cfg, ev);
 }
 
+static const char *
+relayd_provisioning(void *arg)
+{
+	return provision_status(((struct relayd *)arg)->provision);
+}
+
+static const char *
+relayd_selftest(void *arg)
+{
+	return provision_selftest_status(((struct relayd *)arg)->provision);
+}
+
+static void
+relayd_event_stored(void *arg, const struct webhook_event *ev)
+{
+	provision_event_stored(((struct relayd *)arg)->provision, ev);
+}
+
 static void
 relayd_wake_outbox(void *arg)
 {
@@ -299,14 +321,17 @@ relayd_run(struct relayd *d)
 	d->ingest = ingest_new(d->base, d->store);
 	ingest_set_commit_hook(d->ingest, relayd_wake_outbox, d);
 	d->http = http_new(d->base, d->cfg, d->ingest, d->store);
+	d->provision = provision_new(d->base, d->store);
 	http_set_status_provider(d->http, &(struct http_status_provider){
-	    .route = relayd_route, .arg = d });
+	    .provisioning = relayd_provisioning, .selftest = relayd_selftest,
+	    .event_stored = relayd_event_stored, .route = relayd_route, .arg = d });
 	if (http_listen(d->http) == -1)
 		return EX_UNAVAILABLE_;
 	relayd_events(d);
 	d->watchdog_usec = systemd_watchdog_usec();
 	systemd_notify("READY=1\nSTATUS=running");
 	log_notice("clicksend-relayd %s started, store %s", RELAY_VERSION, d->cfg->store_path);
+	provision_start(d->provision, d->cfg);
 	if (event_base_dispatch(d->base) == -1)
 		return EX_SOFTWARE_;
 	ingest_flush(d->ingest);

@@ -76,6 +76,18 @@ log_set_hook(void (*hook)(int, const char *, void *), void *arg)
 	log_hook_arg = arg;
 }
 
+/* "evt_42: " for lines about one event, "" otherwise (not thread-safe; one loop). */
+static const char *
+log_event_ref(int64_t event_id)
+{
+	static char buf[40];
+
+	if (event_id <= 0)
+		return "";
+	snprintf(buf, sizeof(buf), "evt_%lld: ", (long long)event_id);
+	return buf;
+}
+
 /* Writes one line; control characters from untrusted text are escaped. */
 static void
 log_emit(int prio, int64_t event_id, const char *relay, const char *msg)
@@ -97,7 +109,9 @@ log_emit(int prio, int64_t event_id, const char *relay, const char *msg)
 		systemd_journal(prio, event_id, relay, line);
 		return;
 	}
-	fprintf(stderr, "clicksend-relayd[%s]: %s\n", log_level_name(prio), line);
+	fprintf(stderr, "clicksend-relayd[%s]: %s%s%s%s%s\n", log_level_name(prio),
+	    relay ? "relay " : "", relay ? relay : "", relay ? ": " : "", log_event_ref(event_id),
+	    line);
 }
 
 void

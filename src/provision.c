@@ -483,6 +483,9 @@ provision_update(struct provision *p)
 			event_base_loopbreak(p->base);
 		return;
 	}
+	/* nothing to say while provisioning was never on: the daemon's own STATUS stays */
+	if (p->off && p->fatal[0] == '\0' && p->notified[0] == '\0')
+		return;
 	snprintf(line, sizeof(line), "provisioning: %s; selftest: %s", p->status, p->selftest);
 	if (strcmp(line, p->notified) != 0) {
 		memcpy(p->notified, line, sizeof(line));

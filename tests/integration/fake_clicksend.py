@@ -48,8 +48,8 @@ Runtime controls (thread safe):
 
 Request log (each entry a dict: method, path (with /v3, no query), query {name: value},
 body (parsed JSON, or form dict, or None), raw (str), content_type, user (Basic user name
-or None), auth_ok, status (answer status, None while held), t (time.monotonic() on arrival),
-headers):
+or None), auth_ok, status (answer status, None while held), client_gone (the caller hung up
+before the answer was written), t (time.monotonic() on arrival), headers):
 
   requests(method=None, path=None, prefix=None, since=0)   filtered copies
   mark()                           an index to pass as since=
@@ -227,6 +227,12 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request, client_address):
+        # a client that hung up (a cancelled call, a daemon stopped mid-call) is normal here
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Drop(Exception):
@@ -546,6 +552,7 @@ class FakeClickSend:
                "response_msg": msg if msg is not None else RESPONSE_MSGS.get(status, ""),
                "data": data}
         body = json.dumps(env).encode("utf-8")
+        h._csr_status = status
         h.send_response(status)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(body)))
@@ -585,7 +592,8 @@ class FakeClickSend:
             auth_ok = user is not None and user == self._user and key == self._key
             entry = {"method": h.command, "path": path, "query": query, "body": body,
                      "raw": raw.decode("utf-8", "replace"), "content_type": ctype,
-                     "user": user, "auth_ok": auth_ok, "status": None, "t": time.monotonic(),
+                     "user": user, "auth_ok": auth_ok, "status": None, "client_gone": False,
+                     "t": time.monotonic(),
                      "headers": {k.lower(): v for k, v in h.headers.items()
                                  if k.lower() != "authorization"}}
             self._log.append(entry)
@@ -594,6 +602,11 @@ class FakeClickSend:
             self._release.wait(stall_for)
         try:
             status = self._dispatch(h, path, query, body, raw, auth_ok)
+        except (BrokenPipeError, ConnectionResetError):
+            status = getattr(h, "_csr_status", None)
+            with self._lock:
+                entry["client_gone"] = True
+            h.close_connection = True
         except _Drop:
             status = 0
             h.close_connection = True

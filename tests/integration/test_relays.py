@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.environ.get("TESTS_LIB") or os.path.dirname(os.path.abspath(__file__)))
 from harness import (Tap, Daemon, DaemonError, run_relayd, sql_quote, time_ok,  # noqa: E402
-                     same_json, json_diff, sqlite_json, free_port, LOCALHOST)
+                     same_json, json_diff, sqlite_json, LOCALHOST)
 
 BASE = "/clicksend"
 CANARY = "SECRET_CANARY"
