@@ -107,7 +107,7 @@ relayd_retention(struct relayd *d)
  * - ping the systemd watchdog when WATCHDOG_USEC is set;
  * - wake the outbox, so retries fall due and rows changed by the operator tool
  *   (retry, replay) are picked up within a second or two;
- * - once a minute, apply the store's retention.
+ * - on the first tick and then once a minute, apply the store's retention.
  */
 static void
 relayd_tick(evutil_socket_t fd, short what, void *arg)
@@ -119,7 +119,7 @@ relayd_tick(evutil_socket_t fd, short what, void *arg)
 	if (d->stopping)
 		return;
 	outbox_wake(d->outbox);
-	if (++d->ticks % RELAYD_RETENTION_EVERY == 0)
+	if (d->ticks++ % RELAYD_RETENTION_EVERY == 0)
 		relayd_retention(d);
 }
 

@@ -91,14 +91,18 @@ void
 systemd_journal(int prio, int64_t event_id, const char *relay, const char *msg)
 {
 #ifdef HAVE_LIBSYSTEMD
-	char ev[48] = "", rl[128] = "";
+	const char *id = "SYSLOG_IDENTIFIER=clicksend-relayd";
 
-	if (event_id > 0)
-		snprintf(ev, sizeof(ev), "EVENT_ID=evt_%lld", (long long)event_id);
-	if (relay != NULL)
-		snprintf(rl, sizeof(rl), "RELAY=%s", relay);
-	sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", prio, "SYSLOG_IDENTIFIER=clicksend-relayd",
-	    ev[0] ? ev : "EVENT_ID=", rl[0] ? rl : "RELAY=", NULL);
+	if (event_id > 0 && relay != NULL)
+		sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", prio, "EVENT_ID=evt_%lld",
+		    (long long)event_id, "RELAY=%s", relay, id, NULL);
+	else if (event_id > 0)
+		sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", prio, "EVENT_ID=evt_%lld",
+		    (long long)event_id, id, NULL);
+	else if (relay != NULL)
+		sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", prio, "RELAY=%s", relay, id, NULL);
+	else
+		sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", prio, id, NULL);
 #else
 	fprintf(stderr, "%s\n", msg);
 	(void)prio;
