@@ -1,0 +1,458 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * The config keys: one const table per section saying where each value is stored and which
+ * parser checks it, and the parsers themselves. Each parser checks one value and stores it,
+ * or reports why not (through conf_error, with the key's line).
+ */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config-internal.h"
+#include "log.h"
+#include "webhook.h"
+#include "xmalloc.h"
+
+#define CONF_LIST_MAX	     100 /* words in one list value */
+#define CONF_CONCURRENCY_MAX 1000
+
+#define CONF(f)		       offsetof(struct config, f)
+#define RELAY(f)	       offsetof(struct config_relay, f)
+#define FIELD(base, off, type) ((type *)(void *)((char *)(base) + (off)))
+
+#define URL_SAFE    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-"
+#define TOKEN_CHARS URL_SAFE "!#$%&'*+^`|"
+
+static conf_parser conf_string, conf_listen, conf_base_path, conf_token, conf_cidrs, conf_size,
+    conf_duration, conf_choice, conf_url, conf_kinds, conf_format, conf_level, conf_exec,
+    conf_words, conf_secret, conf_header, conf_concurrency, conf_retry;
+
+static const struct conf_choice conf_synchronous[] = {
+	{ "full", 1 },
+	{ "normal", 0 },
+	{ NULL, 0 },
+};
+static const struct conf_choice conf_bool[] = {
+	{ "yes", 1 },
+	{ "no", 0 },
+	{ "true", 1 },
+	{ "false", 0 },
+	{ "on", 1 },
+	{ "off", 0 },
+	{ "1", 1 },
+	{ "0", 0 },
+	{ NULL, 0 },
+};
+
+static const struct conf_key conf_server_keys[] = {
+	{ "listen", conf_listen, CONF(listen), CONF(nlisten), 0, NULL },
+	{ "base_path", conf_base_path, CONF(base_path), 0, KEY_OPTIONAL, NULL },
+	{ "token", conf_token, CONF(token), 0, KEY_OPTIONAL, NULL },
+	{ "trusted_proxies", conf_cidrs, CONF(trusted_proxies), CONF(ntrusted_proxies),
+	    KEY_OPTIONAL, NULL },
+	{ "allow_from", conf_cidrs, CONF(allow_from), CONF(nallow_from), KEY_OPTIONAL, NULL },
+	{ "max_body_size", conf_size, CONF(max_body_size), 0, KEY_NONZERO, NULL },
+	{ "request_timeout", conf_duration, CONF(request_timeout_ms), 0, KEY_NONZERO, NULL },
+	{ "shutdown_timeout", conf_duration, CONF(shutdown_timeout_ms), 0, 0, NULL },
+};
+
+static const struct conf_key conf_store_keys[] = {
+	{ "path", conf_string, CONF(store_path), 0, 0, NULL },
+	{ "synchronous", conf_choice, CONF(synchronous_full), 0, 0, conf_synchronous },
+	{ "retention", conf_duration, CONF(retention_ms), 0, 0, NULL },
+};
+
+static const struct conf_key conf_clicksend_keys[] = {
+	{ "username", conf_string, CONF(username), 0, KEY_OPTIONAL, NULL },
+	{ "api_key", conf_string, CONF(api_key), 0, KEY_OPTIONAL, NULL },
+	{ "api_key_file", conf_string, CONF(api_key_file), 0, KEY_OPTIONAL, NULL },
+	{ "api_url", conf_url, CONF(api_url), 0, KEY_TRIM, NULL },
+	{ "public_url", conf_url, CONF(public_url), 0, KEY_OPTIONAL | KEY_TRIM, NULL },
+	{ "provision", conf_kinds, CONF(provision), 0, KEY_OPTIONAL, NULL },
+	{ "webhook_type", conf_format, CONF(webhook_type), 0, 0, NULL },
+	{ "dedicated_number", conf_string, CONF(dedicated_number), 0, 0, NULL },
+	{ "rule_prefix", conf_string, CONF(rule_prefix), 0, 0, NULL },
+	{ "test_receipts", conf_choice, CONF(test_receipts), 0, 0, conf_bool },
+};
+
+static const struct conf_key conf_log_keys[] = {
+	{ "level", conf_level, CONF(log_level), 0, 0, NULL },
+};
+
+static const struct conf_key conf_relay_keys[] = {
+	{ "url", conf_url, RELAY(url), 0, KEY_OPTIONAL, NULL },
+	{ "exec", conf_exec, RELAY(exec), 0, KEY_OPTIONAL, NULL },
+	{ "args", conf_words, RELAY(args), RELAY(nargs), KEY_OPTIONAL, NULL },
+	{ "events", conf_kinds, RELAY(kinds), 0, KEY_STAR, NULL },
+	{ "match_from", conf_string, RELAY(match_from), 0, KEY_OPTIONAL, NULL },
+	{ "match_to", conf_string, RELAY(match_to), 0, KEY_OPTIONAL, NULL },
+	{ "match_body", conf_string, RELAY(match_body), 0, KEY_OPTIONAL, NULL },
+	{ "secret", conf_secret, RELAY(secret), 0, KEY_OPTIONAL, NULL },
+	{ "header", conf_header, RELAY(headers), RELAY(nheaders), KEY_OPTIONAL | KEY_REPEAT, NULL },
+	{ "timeout", conf_duration, RELAY(timeout_ms), 0, KEY_NONZERO, NULL },
+	{ "concurrency", conf_concurrency, RELAY(concurrency), 0, 0, NULL },
+	{ "retry_schedule", conf_retry, RELAY(retry_ms), RELAY(nretry), 0, NULL },
+};
+
+const struct conf_section conf_sections[SECT_COUNT] = {
+	[SECT_SERVER] = { "server", conf_server_keys, nitems(conf_server_keys) },
+	[SECT_STORE] = { "store", conf_store_keys, nitems(conf_store_keys) },
+	[SECT_CLICKSEND] = { "clicksend", conf_clicksend_keys, nitems(conf_clicksend_keys) },
+	[SECT_LOG] = { "log", conf_log_keys, nitems(conf_log_keys) },
+	[SECT_RELAY] = { "relay", conf_relay_keys, nitems(conf_relay_keys) },
+};
+
+/* --- Lists. --- */
+
+/* Splits V for KEY into W; -1 when it has too many words. */
+static int
+conf_split_key(struct conf_parse *p, const struct conf_key *k, const char *v, char ***w, size_t *n)
+{
+	*w = conf_split(v, n);
+	if (*n <= CONF_LIST_MAX)
+		return 0;
+	conf_error(p, p->pend_line, "%s: too many values (at most %d)", k->name, CONF_LIST_MAX);
+	conf_strv_free(*w, *n);
+	return -1;
+}
+
+/* Replaces a string list field with W. */
+static void
+conf_set_strv(void *base, const struct conf_key *k, char **w, size_t n)
+{
+	char ***field = FIELD(base, k->off, char **);
+	size_t *nfield = FIELD(base, k->noff, size_t);
+
+	conf_strv_free(*field, *nfield);
+	*field = w;
+	*nfield = n;
+}
+
+/* --- Key parsers: each checks one value and stores it, or reports why not. --- */
+
+static void
+conf_set_string(void *base, const struct conf_key *k, const char *v)
+{
+	char **field = FIELD(base, k->off, char *);
+
+	free(*field);
+	*field = *v == '\0' ? NULL : xstrdup(v);
+}
+
+/* A string; conf_apply refuses an empty value unless the key is KEY_OPTIONAL. */
+static void
+conf_string(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+{
+	(void)p;
+	conf_set_string(base, k, v);
+}
+
+static void
+conf_listen(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+{
+	const char *why;
+	char **w;
+	size_t n, i;
+	int bad = 0;
+
+	if (conf_split_key(p, k, v, &w, &n) == -1)
+		return;
+	for (i = 0; i < n; i++) {
+		if ((why = conf_listen_check(w[i])) != NULL) {
+			conf_error(p, p->pend_line, "listen: %s: \"%s\"", why, w[i]);
+			bad = 1;
+		}
+	}
+	if (bad)
+		conf_strv_free(w, n);
+	else
+		conf_set_strv(base, k, w, n);
+}
+
+/* "/x/y" or "/x/y/": stored as "/x/y". Empty or "/" means the root, stored as "". */
+static void
+conf_base_path(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+{
+	char **field = FIELD(base, k->off, char *);
+	size_t len = strlen(v), i;
+
+	if (*v != '\0' && *v != '/') {
+		conf_error(p, p->pend_line, "base_path: must start with '/'");
+		return;
+	}
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)v[i] <= ' ' || v[i] == 0x7f || strchr("?#%", v[i]) != NULL) {
+			conf_error(p, p->pend_line, "base_path: invalid character");
+			return;
+		}
+	}
+	while (len > 0 && v[len - 1] == '/')
+		len--;
+	free(*field);
+	*field = xstrndup(v, len);
+}
+
+static void
+conf_token(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+{
+	if (strspn(v, URL_SAFE) != strlen(v)) {
+		conf_error(p, p->pend_line,
+		    "token: invalid (only letters, digits and . _ ~ - are allowed)");
+		return;
+	}
+	conf_set_string(base, k, v);
+}
+
+static void
+conf_cidrs(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+{
+	struct cidr **field = FIELD(base, k->off, struct cidr *), *c;
+	size_t *nfield = FIELD(base, k->noff, size_t);
+	char **w;
+	size_t n, i;
+	int bad = 0;
+
+	if (conf_split_key(p, k, v, &w, &n) == -1)
+		return;
+	c = xcalloc(n, sizeof(*c));
+	for (i = 0; i < n; i++) {
+		if (config_parse_cidr(w[i], &c[i]) == -1) {
+			conf_error(p, p->pend_line, "%s: invalid address or network \"%s\"",
+			    k->name, w[i]);
+			bad = 1;
+		}
+	}
+	conf_strv_free(w, n);
+	if (bad) {
+		free(c);
+		return;
+	}
+	free(*field);
+	*field = c;
+	*nfield = n;
+}
+
+static void
+conf_size(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+{
+	size_t n;
+
+	if (config_parse_size(v, &n) == -1)
+		conf_error(p, p->pend_line, "%s: invalid size \"%s\"", k->name, v);
+	else if (n == 0 && (k->flags & KEY_NONZERO))
+		conf_error(p, p->pend_line, "%s: must be more than 0", k->name);
+	else
+		*FIELD(base, k->off, size_t) = n;
+}
+
+static void
+conf_duration(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+{
+	uint64_t ms;
+
+	if (config_parse_duration(v, &ms) == -1)
+		conf_error(p, p->pend_line, "%s: invalid duration \"%s\"", k->name, v);
+	else if (ms == 0 && (k->flags & KEY_NONZERO))
+		conf_error(p, p->pend_line, "%s: must be more than 0", k->name);
+	else
+		*FIELD(base, k->off, uint64_t) = ms;
+}
+
+/* One word out of the key's table of choices. */
+static void
+conf_choice(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+{
+	const struct conf_choice *c;
+
+	for (c = k->choices; c->name != NULL; c++) {
+		if (strcmp(c->name, v) == 0) {
+			*FIELD(base, k->off, int) = c->value;
+			return;
+		}
+	}
+	conf_error(p, p->pend_line, "%s: invalid value \"%s\"", k->name, v);
+}
+
+static void
+conf_url(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+{
+	char **field = FIELD(base, k->off, char *);
+	const char *why;
+	size_t len = strlen(v);
+
+	if (*v != '\0' && (why = conf_url_check(v)) != NULL) {
+		conf_error(p, p->pend_line, "%s: invalid URL: %s", k->name, why);
+		return;
+	}
+	if (k->flags & KEY_TRIM) {
+		while (len > 0 && v[len - 1] == '/')
+			len--;
+	}
+	free(*field);
+	*field = len == 0 ? NULL : xstrndup(v, len);
+}
+
+/* Kind names, space separated, as a bit mask; "*" for all where the key allows it. */
+static void
+conf_kinds(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+{
+	const struct webhook_kind *kind;
+	unsigned mask = 0;
+	char **w;
+	size_t n, i;
+	int bad = 0;
+
+	if ((k->flags & KEY_STAR) && strcmp(v, "*") == 0) {
+		*FIELD(base, k->off, unsigned) = KINDS_ALL;
+		return;
+	}
+	if (conf_split_key(p, k, v, &w, &n) == -1)
+		return;
+	for (i = 0; i < n; i++) {
+		if ((kind = webhook_kind_by_name(w[i])) != NULL)
+			mask |= 1u << kind->id;
+		else {
+			conf_error(p, p->pend_line, "%s: unknown kind \"%s\"", k->name, w[i]);
+			bad = 1;
+		}
+	}
+	conf_strv_free(w, n);
+	if (!bad)
+		*FIELD(base, k->off, unsigned) = mask;
+}
+
+static void
+conf_format(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+{
+	int format;
+
+	if ((format = webhook_format_parse(v)) == -1)
+		conf_error(
+		    p, p->pend_line, "%s: expected post, get or json, not \"%s\"", k->name, v);
+	else
+		*FIELD(base, k->off, int) = format;
+}
+
+static void
+conf_level(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+{
+	int level;
+
+	if ((level = log_level_parse(v)) == -1)
+		conf_error(p, p->pend_line,
+		    "%s: expected debug, info, notice, warning or error, not \"%s\"", k->name, v);
+	else
+		*FIELD(base, k->off, int) = level;
+}
+
+static void
+conf_exec(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+{
+	if (*v != '\0' && *v != '/')
+		conf_error(p, p->pend_line, "%s: must be an absolute path", k->name);
+	else
+		conf_set_string(base, k, v);
+}
+
+static void
+conf_words(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+{
+	char **w;
+	size_t n;
+
+	if (conf_split_key(p, k, v, &w, &n) == 0)
+		conf_set_strv(base, k, w, n);
+}
+
+static void
+conf_secret(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+{
+	if (*v != '\0' && (strncmp(v, "whsec_", 6) != 0 || !conf_base64_ok(v + 6)))
+		conf_error(p, p->pend_line, "%s: invalid, expected whsec_<base64>", k->name);
+	else
+		conf_set_string(base, k, v);
+}
+
+/* Whether a header value is free of control characters (tabs allowed). */
+static int
+conf_header_value_ok(const char *value)
+{
+	const char *c;
+
+	for (c = value; *c != '\0'; c++) {
+		if (((unsigned char)*c < ' ' && *c != '\t') || *c == 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
+/* "Name: value", repeatable; stored with exactly one blank after the colon. */
+static void
+conf_header(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+{
+	char ***field = FIELD(base, k->off, char **);
+	size_t *nfield = FIELD(base, k->noff, size_t);
+	const char *colon = strchr(v, ':'), *value;
+	size_t namelen;
+
+	if (*v == '\0')
+		return;
+	if (colon == NULL || colon == v) {
+		conf_error(p, p->pend_line, "%s: expected \"Name: value\"", k->name);
+		return;
+	}
+	namelen = (size_t)(colon - v);
+	if (strspn(v, TOKEN_CHARS) < namelen) {
+		conf_error(
+		    p, p->pend_line, "%s: invalid header name \"%.*s\"", k->name, (int)namelen, v);
+		return;
+	}
+	for (value = colon + 1; *value == ' ' || *value == '\t'; value++)
+		;
+	if (!conf_header_value_ok(value)) {
+		conf_error(p, p->pend_line, "%s: control character in value", k->name);
+		return;
+	}
+	*field = xreallocarray(*field, *nfield + 1, sizeof(**field));
+	xasprintf(&(*field)[(*nfield)++], "%.*s: %s", (int)namelen, v, value);
+}
+
+static void
+conf_concurrency(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+{
+	uint64_t n;
+
+	if (strlen(v) > 4 || conf_number_plain(v, CONF_CONCURRENCY_MAX, &n) == -1 || n == 0)
+		conf_error(p, p->pend_line, "%s: expected a number from 1 to %d", k->name,
+		    CONF_CONCURRENCY_MAX);
+	else
+		*FIELD(base, k->off, unsigned) = (unsigned)n;
+}
+
+static void
+conf_retry(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+{
+	uint64_t **field = FIELD(base, k->off, uint64_t *), *ms;
+	size_t *nfield = FIELD(base, k->noff, size_t);
+	char **w;
+	size_t n, i;
+	int bad = 0;
+
+	if (conf_split_key(p, k, v, &w, &n) == -1)
+		return;
+	ms = xcalloc(n, sizeof(*ms));
+	for (i = 0; i < n; i++) {
+		if (config_parse_duration(w[i], &ms[i]) == -1) {
+			conf_error(p, p->pend_line, "%s: invalid duration \"%s\"", k->name, w[i]);
+			bad = 1;
+		}
+	}
+	conf_strv_free(w, n);
+	if (bad) {
+		free(ms);
+		return;
+	}
+	free(*field);
+	*field = ms;
+	*nfield = n;
+}

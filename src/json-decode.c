@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * Webhook JSON bodies: one object or a bounded array of objects, each turned into a struct
+ * fields (top-level members; nested objects and arrays kept as compact JSON text).
+ */
+#include <stdlib.h>
+
+#include "json-internal.h"
+#include "webhook.h"
+#include "xmalloc.h"
+
+/* One object member as a field: strings with their exact length, the rest as text. */
+static void
+json_member_field(struct fields *f, const struct json_member *m)
+{
+	const struct json_node *v = m->value;
+	char *text;
+	size_t len;
+
+	switch (v->type) {
+	case JSON_NULL:
+		fields_add(f, m->key, m->keylen, NULL, 0, FIELD_NULL);
+		break;
+	case JSON_BOOL:
+		fields_add(f, m->key, m->keylen, v->text, v->len, FIELD_BOOL);
+		break;
+	case JSON_NUMBER:
+		fields_add(f, m->key, m->keylen, v->text, v->len, FIELD_NUMBER);
+		break;
+	case JSON_STRING:
+		fields_add(f, m->key, m->keylen, v->text, v->len, FIELD_STRING);
+		break;
+	case JSON_OBJECT:
+	case JSON_ARRAY:
+		if ((text = json_node_text(v, &len)) == NULL)
+			text = xstrdup("null"), len = 4;
+		fields_add(f, m->key, m->keylen, text, len, FIELD_JSON);
+		free(text);
+		break;
+	}
+}
+
+/* Check the top level: one object, or a non-empty, bounded array of objects. */
+static int
+json_check_events(const struct json_node *root, char *err, size_t errlen)
+{
+	size_t i;
+
+	if (root->type == JSON_OBJECT)
+		return 0;
+	if (root->type != JSON_ARRAY) {
+		json_error(err, errlen, "JSON body is not an object or an array of objects");
+		return -1;
+	}
+	if (root->n == 0) {
+		json_error(err, errlen, "JSON body is an empty array");
+		return -1;
+	}
+	if (root->n > WEBHOOK_MAX_EVENTS) {
+		json_error(err, errlen, "too many events (more than %d)", WEBHOOK_MAX_EVENTS);
+		return -1;
+	}
+	for (i = 0; i < root->n; i++) {
+		if (root->m[i].value->type != JSON_OBJECT) {
+			json_error(err, errlen, "JSON array element %zu is not an object", i);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The members of one event object as fields; -1 when there are too many. */
+static int
+json_object_fields(const struct json_node *obj, struct fields *out, char *err, size_t errlen)
+{
+	size_t i;
+
+	if (obj->n > WEBHOOK_MAX_FIELDS) {
+		json_error(err, errlen, "too many fields (more than %d)", WEBHOOK_MAX_FIELDS);
+		return -1;
+	}
+	for (i = 0; i < obj->n; i++)
+		json_member_field(out, &obj->m[i]);
+	return 0;
+}
+
+/* Frees the N events decoded so far (all of them: unused ones are empty). */
+static void
+json_fields_free_all(struct fields *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		fields_free(&v[i]);
+	free(v);
+}
+
+int
+json_decode_objects(
+    const char *buf, size_t len, struct fields **out, size_t *nout, char *err, size_t errlen)
+{
+	struct json_node *root;
+	const struct json_node *obj;
+	struct fields *v;
+	size_t n, i;
+
+	*out = NULL;
+	*nout = 0;
+	if ((root = json_parse_tree(buf, len, err, errlen)) == NULL)
+		return -1;
+	if (json_check_events(root, err, errlen) == -1) {
+		json_node_free(root);
+		return -1;
+	}
+	n = root->type == JSON_OBJECT ? 1 : root->n;
+	v = xcalloc(n, sizeof *v);
+	for (i = 0; i < n; i++) {
+		obj = root->type == JSON_OBJECT ? root : root->m[i].value;
+		if (json_object_fields(obj, &v[i], err, errlen) == -1)
+			break;
+	}
+	json_node_free(root);
+	if (i < n) {
+		json_fields_free_all(v, n);
+		return -1;
+	}
+	*out = v;
+	*nout = n;
+	return 0;
+}
