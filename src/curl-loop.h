@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: ISC */
 /* HTTP client requests over libcurl's multi interface, driven by the daemon's event_base.
- * Only curl-loop.c includes <curl/curl.h>; callers see opaque loops and requests. */
+ * Only curl-loop.c and curl-req.c include <curl/curl.h>; callers see opaque loops and requests. */
 #ifndef CURL_LOOP_H
 #define CURL_LOOP_H
 

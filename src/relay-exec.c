@@ -2,9 +2,10 @@
 /* Script relays: one attempt runs the relay's exec as a child process, without a shell, in its
  * own process group and with a clean environment. The document goes to its stdin, its stdout
  * and stderr are logged line by line (bounded), and the exit status becomes the outcome. Pipes,
- * SIGCHLD and timers all run on the daemon's loop: nothing here blocks except at shutdown. */
+ * SIGCHLD and timers all run on the daemon's loop: nothing here blocks except at shutdown.
+ * This file starts, times out and reaps the children; the pipes are in relay-exec-pipe.c,
+ * the environment in relay-exec-env.c. */
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -20,90 +21,15 @@
 
 #include "config.h"
 #include "log.h"
-#include "relay.h"
+#include "relay-exec-internal.h"
 #include "xmalloc.h"
 
-#define EXEC_PATH	"PATH=/usr/local/bin:/usr/bin:/bin"
-#define EXEC_ENV_MAX	256	      /* environment entries, PATH included */
-#define EXEC_NAME_MAX	128	      /* bytes of a field's variable name */
-#define EXEC_VALUE_MAX	(64 * 1024)   /* bytes of one value */
-#define EXEC_ENV_BYTES	(1024 * 1024) /* bytes of the whole environment */
-#define EXEC_OUTPUT_MAX 4096	      /* bytes logged of stdout, and of stderr */
-#define EXEC_LINE_MAX	1024	      /* a longer line is logged in pieces */
-#define EXEC_READ_SIZE	16384	      /* bytes read from a pipe per loop turn */
-#define EXEC_KILL_MS	5000	      /* SIGTERM to SIGKILL after a timeout */
-#define EXEC_DRAIN_MS	1000	      /* pipes still open after exit: background jobs */
-#define EXEC_FREE_MS	2000	      /* shutdown: SIGTERM to SIGKILL */
-
-/* What the timer does next. */
-enum exec_phase {
-	EXEC_RUN,   /* fires at the relay's timeout: SIGTERM */
-	EXEC_TERM,  /* fires EXEC_KILL_MS later: SIGKILL */
-	EXEC_DRAIN, /* exited or killed: stop waiting for the pipes */
-	EXEC_FAILED /* never started: report it from the loop */
-};
-
-struct exec_child;
-
-/* One of the child's output pipes. */
-struct exec_out {
-	struct exec_child *child;
-	const char *name; /* "stdout", "stderr" */
-	int fd;		  /* -1 once at EOF */
-	struct event *ev;
-	char line[EXEC_LINE_MAX + 1];
-	size_t linelen;
-	size_t kept;	  /* bytes logged so far */
-	size_t discarded; /* bytes read past EXEC_OUTPUT_MAX */
-};
-
-/*
- * One attempt. The child is its own process group leader (pgid == pid). Its exit is noticed
- * with WNOWAIT and it stays a zombie until the attempt is over: that keeps the pid, and so the
- * process group id, from being reused while we may still signal the group.
- */
-struct exec_child {
-	struct relay_exec *rx;
-	const struct relay_job *job;
-	relay_done_cb cb;
-	void *arg;
-	pid_t pid;	 /* -1 when it did not start */
-	int error;	 /* errno when it did not start */
-	int exited;	 /* how and status are known */
-	int how, status; /* CLD_EXITED etc., exit status or signal */
-	int timed_out;
-	enum exec_phase phase;
-	int in_fd; /* our end of its stdin; -1 once closed */
-	struct event *in_ev;
-	size_t written;
-	struct exec_out out[2];
-	struct event *timer;
-	TAILQ_ENTRY(exec_child) entry;
-};
-TAILQ_HEAD(exec_children, exec_child);
-
-struct relay_exec {
-	struct event_base *base;
-	struct event *sigchld;
-	struct exec_children children;
-	int n;
-};
-
-/* Field names that would shadow the fixed variables; left out of the environment. */
-static const char *const exec_reserved[] = { "EVENT_ID", "EVENT_TYPE", "FORMAT", "RECEIVED_AT" };
-
-/* The environment being built: NULL-terminated, bounded in entries and bytes. */
-struct exec_env {
-	char **v;
-	size_t n;
-	size_t bytes;
-};
+#define EXEC_KILL_MS  5000 /* SIGTERM to SIGKILL after a timeout */
+#define EXEC_DRAIN_MS 1000 /* pipes still open after exit: background jobs */
+#define EXEC_FREE_MS  2000 /* shutdown: SIGTERM to SIGKILL */
 
 static void exec_sigchld_cb(evutil_socket_t, short, void *);
 static void exec_timer_cb(evutil_socket_t, short, void *);
-static void exec_stdin_cb(evutil_socket_t, short, void *);
-static void exec_output_cb(evutil_socket_t, short, void *);
-static void exec_finish(struct exec_child *);
 
 struct relay_exec *
 relay_exec_new(struct event_base *base)
@@ -137,123 +63,6 @@ exec_timer_set(struct exec_child *c, enum exec_phase phase, uint64_t ms)
 	evtimer_add(c->timer, &tv);
 }
 
-/* Upper-cases NAME into BUF, anything outside A-Z0-9 as '_', leading '_' dropped. 0: skip. */
-static size_t
-exec_env_name(const char *name, char *buf, size_t size)
-{
-	size_t i, n = 0;
-
-	for (i = 0; name[i] != '\0'; i++) {
-		char c = name[i];
-
-		if (c >= 'a' && c <= 'z')
-			c = (char)(c - 'a' + 'A');
-		else if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
-			c = '_';
-		if (c == '_' && n == 0)
-			continue;
-		if (n + 1 >= size)
-			return 0;
-		buf[n++] = c;
-	}
-	buf[n] = '\0';
-	return n;
-}
-
-static int
-exec_env_reserved(const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < sizeof(exec_reserved) / sizeof(exec_reserved[0]); i++) {
-		if (strcmp(exec_reserved[i], name) == 0)
-			return 1;
-	}
-	return 0;
-}
-
-/* 1 when a variable KEY (the "NAME=" prefix, KEYLEN bytes) is already set. */
-static int
-exec_env_has(const struct exec_env *env, const char *key, size_t keylen)
-{
-	size_t i;
-
-	for (i = 0; i < env->n; i++) {
-		if (strncmp(env->v[i], key, keylen) == 0)
-			return 1;
-	}
-	return 0;
-}
-
-/* Adds NAME=VALUE with VALUE cut at a NUL byte and at EXEC_VALUE_MAX. 0 added, -1 not. */
-static int
-exec_env_add(struct exec_env *env, const char *name, const char *value, size_t len)
-{
-	char *s;
-	int n;
-
-	if (value == NULL)
-		value = "";
-	len = strnlen(value, len < EXEC_VALUE_MAX ? len : EXEC_VALUE_MAX);
-	if (env->n + 1 >= EXEC_ENV_MAX || env->bytes + len > EXEC_ENV_BYTES)
-		return -1;
-	n = xasprintf(&s, "%s=%.*s", name, (int)len, value);
-	env->v[env->n++] = s;
-	env->v[env->n] = NULL;
-	env->bytes += (size_t)n + 1;
-	return 0;
-}
-
-/* One CLICKSEND_<FIELD> per field that maps to a free, non-empty name. */
-static void
-exec_env_fields(struct exec_env *env, const struct relay_job *job)
-{
-	char name[EXEC_NAME_MAX], key[EXEC_NAME_MAX + 16];
-	const struct field *f;
-	size_t i, dropped = 0;
-
-	for (i = 0; job->fields != NULL && i < job->fields->n; i++) {
-		f = &job->fields->v[i];
-		if (exec_env_name(f->name, name, sizeof(name)) == 0 || exec_env_reserved(name))
-			continue;
-		snprintf(key, sizeof(key), "CLICKSEND_%s=", name);
-		if (exec_env_has(env, key, strlen(key)))
-			continue;
-		key[strlen(key) - 1] = '\0';
-		if (exec_env_add(env, key, f->value, f->value == NULL ? 0 : f->len) == -1)
-			dropped++;
-	}
-	if (dropped > 0)
-		log_ctx(LOG_WARNING, job->event_id, job->relay->name,
-		    "%zu fields left out of the environment (too many or too large)", dropped);
-}
-
-/* The whole environment of a script: PATH, the four fixed variables, then the fields. */
-static char **
-exec_env_build(const struct relay_job *job)
-{
-	struct exec_env env = { .v = xcalloc(EXEC_ENV_MAX, sizeof(char *)) };
-
-	exec_env_add(&env, "PATH", EXEC_PATH + 5, strlen(EXEC_PATH + 5));
-	exec_env_add(&env, "CLICKSEND_EVENT_ID", job->event_ref, sizeof(job->event_ref));
-	exec_env_add(&env, "CLICKSEND_EVENT_TYPE", job->kind, job->kind ? strlen(job->kind) : 0);
-	exec_env_add(&env, "CLICKSEND_FORMAT", job->format, job->format ? strlen(job->format) : 0);
-	exec_env_add(&env, "CLICKSEND_RECEIVED_AT", job->received_at,
-	    job->received_at ? strlen(job->received_at) : 0);
-	exec_env_fields(&env, job);
-	return env.v;
-}
-
-static void
-exec_strv_free(char **v)
-{
-	size_t i;
-
-	for (i = 0; v != NULL && v[i] != NULL; i++)
-		free(v[i]);
-	free(v);
-}
-
 /* argv = { exec, args..., NULL }; the strings are borrowed from the relay. */
 static char **
 exec_argv(const struct config_relay *relay)
@@ -265,43 +74,6 @@ exec_argv(const struct config_relay *relay)
 	for (i = 0; i < relay->nargs; i++)
 		argv[i + 1] = relay->args[i];
 	return argv;
-}
-
-static void
-exec_close(int *fd)
-{
-	if (*fd != -1)
-		close(*fd);
-	*fd = -1;
-}
-
-/*
- * Three close-on-exec pipes: child[] are the script's stdin/stdout/stderr, ours[] the other
- * ends, non-blocking. 0 or an errno, with nothing left open.
- */
-static int
-exec_pipes(int ours[3], int child[3])
-{
-	int p[2], i, error;
-
-	for (i = 0; i < 3; i++)
-		ours[i] = child[i] = -1;
-	for (i = 0; i < 3; i++) {
-		if (pipe2(p, O_CLOEXEC) == -1)
-			goto fail;
-		ours[i] = i == 0 ? p[1] : p[0];
-		child[i] = i == 0 ? p[0] : p[1];
-		if (fcntl(ours[i], F_SETFL, O_NONBLOCK) == -1)
-			goto fail;
-	}
-	return 0;
-fail:
-	error = errno;
-	for (i = 0; i < 3; i++) {
-		exec_close(&ours[i]);
-		exec_close(&child[i]);
-	}
-	return error;
 }
 
 /* posix_spawn without a shell: own process group, default signals, empty mask, fds 0-2 only. */
@@ -345,13 +117,13 @@ exec_watch(struct exec_child *c, int ours[3])
 	int i;
 
 	c->in_fd = ours[0];
-	c->in_ev = event_new(base, c->in_fd, EV_WRITE | EV_PERSIST, exec_stdin_cb, c);
+	c->in_ev = event_new(base, c->in_fd, EV_WRITE | EV_PERSIST, relay_exec_stdin_cb, c);
 	for (i = 0; i < 2; i++) {
 		c->out[i].child = c;
 		c->out[i].name = i == 0 ? "stdout" : "stderr";
 		c->out[i].fd = ours[i + 1];
-		c->out[i].ev =
-		    event_new(base, c->out[i].fd, EV_READ | EV_PERSIST, exec_output_cb, &c->out[i]);
+		c->out[i].ev = event_new(
+		    base, c->out[i].fd, EV_READ | EV_PERSIST, relay_exec_output_cb, &c->out[i]);
 		if (c->out[i].ev == NULL || event_add(c->out[i].ev, NULL) == -1)
 			fatalx("relay-exec: cannot watch a pipe");
 	}
@@ -370,15 +142,15 @@ exec_start(struct exec_child *c)
 	/* Checked first too: some posix_spawn (and valgrind's) only report it as exit 127. */
 	if (access(job->relay->exec, X_OK) == -1)
 		return errno;
-	if ((error = exec_pipes(ours, child)) != 0)
+	if ((error = relay_exec_pipes(ours, child)) != 0)
 		return error;
-	envp = exec_env_build(job);
+	envp = relay_exec_env(job);
 	error = exec_spawn(c, child, envp);
-	exec_strv_free(envp);
+	relay_exec_env_free(envp);
 	for (i = 0; i < 3; i++) {
-		exec_close(&child[i]);
+		relay_exec_close(&child[i]);
 		if (error != 0)
-			exec_close(&ours[i]);
+			relay_exec_close(&ours[i]);
 	}
 	if (error != 0)
 		return error;
@@ -414,106 +186,6 @@ relay_exec_attempt(struct relay_exec *rx, const struct relay_job *job, relay_don
 		exec_timer_set(c, EXEC_FAILED, 0);
 	}
 	return 0;
-}
-
-static void
-exec_stdin_close(struct exec_child *c)
-{
-	if (c->in_ev != NULL)
-		event_free(c->in_ev);
-	c->in_ev = NULL;
-	exec_close(&c->in_fd);
-}
-
-/* Writes as much of the document as the pipe takes; a script may never read it. */
-static void
-exec_stdin_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct exec_child *c = arg;
-	const struct relay_job *job = c->job;
-	ssize_t n;
-
-	if (c->written < job->doclen) {
-		n = write(fd, job->document + c->written, job->doclen - c->written);
-		if (n == -1 && (errno == EAGAIN || errno == EINTR))
-			return;
-		if (n == -1) {
-			if (errno != EPIPE)
-				log_ctx(LOG_DEBUG, job->event_id, job->relay->name, "stdin: %s",
-				    strerror(errno));
-			exec_stdin_close(c);
-			return;
-		}
-		c->written += (size_t)n;
-	}
-	if (c->written >= job->doclen)
-		exec_stdin_close(c);
-}
-
-/* Logs the buffered (partial) line, if any. */
-static void
-exec_line_flush(struct exec_out *o)
-{
-	const struct relay_job *job = o->child->job;
-
-	if (o->linelen == 0)
-		return;
-	if (o->line[o->linelen - 1] == '\r')
-		o->linelen--;
-	o->line[o->linelen] = '\0';
-	log_ctx(LOG_INFO, job->event_id, job->relay->name, "%s: %s", o->name, o->line);
-	o->linelen = 0;
-}
-
-/* Takes output bytes: lines are logged until EXEC_OUTPUT_MAX, the rest only counted. */
-static void
-exec_output_take(struct exec_out *o, const char *buf, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len && o->kept < EXEC_OUTPUT_MAX; i++) {
-		o->kept++;
-		if (buf[i] == '\n') {
-			exec_line_flush(o);
-			continue;
-		}
-		o->line[o->linelen++] = buf[i] == '\0' ? '?' : buf[i];
-		if (o->linelen == EXEC_LINE_MAX || o->kept == EXEC_OUTPUT_MAX)
-			exec_line_flush(o);
-	}
-	o->discarded += len - i;
-}
-
-static void
-exec_output_eof(struct exec_out *o)
-{
-	const struct relay_job *job = o->child->job;
-
-	exec_line_flush(o);
-	if (o->discarded > 0)
-		log_ctx(LOG_INFO, job->event_id, job->relay->name, "%s: %zu more bytes discarded",
-		    o->name, o->discarded);
-	event_free(o->ev);
-	o->ev = NULL;
-	exec_close(&o->fd);
-}
-
-static void
-exec_output_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct exec_out *o = arg;
-	char buf[EXEC_READ_SIZE];
-	ssize_t n;
-
-	n = read(fd, buf, sizeof(buf));
-	if (n == -1 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n > 0) {
-		exec_output_take(o, buf, (size_t)n);
-		return;
-	}
-	exec_output_eof(o);
-	exec_finish(o->child);
 }
 
 /* Notes the exit of C without reaping it (WNOWAIT). 1 when it has exited. */
@@ -555,7 +227,7 @@ exec_sigchld_cb(evutil_socket_t sig, short what, void *arg)
 			continue;
 		if (c->phase == EXEC_RUN)
 			exec_timer_set(c, EXEC_DRAIN, EXEC_DRAIN_MS);
-		exec_finish(c);
+		relay_exec_finish(c);
 	}
 }
 
@@ -570,11 +242,11 @@ exec_drain_end(struct exec_child *c)
 			continue;
 		log_ctx(LOG_WARNING, c->job->event_id, c->job->relay->name,
 		    "%s still open after the script ended; no longer read", c->out[i].name);
-		exec_output_eof(&c->out[i]);
+		relay_exec_output_eof(&c->out[i]);
 	}
 	if (!c->exited)
 		exec_timer_set(c, EXEC_DRAIN, EXEC_DRAIN_MS);
-	exec_finish(c);
+	relay_exec_finish(c);
 }
 
 /* Timeout, SIGKILL, drain deadline, or a start failure to report: see enum exec_phase. */
@@ -604,7 +276,7 @@ exec_timer_cb(evutil_socket_t fd, short what, void *arg)
 		exec_drain_end(c);
 		break;
 	case EXEC_FAILED:
-		exec_finish(c);
+		relay_exec_finish(c);
 		break;
 	}
 }
@@ -637,11 +309,11 @@ exec_child_free(struct exec_child *c)
 {
 	int i;
 
-	exec_stdin_close(c);
+	relay_exec_stdin_close(c);
 	for (i = 0; i < 2; i++) {
 		if (c->out[i].ev != NULL)
 			event_free(c->out[i].ev);
-		exec_close(&c->out[i].fd);
+		relay_exec_close(&c->out[i].fd);
 	}
 	event_free(c->timer);
 	if (c->pid > 0)
@@ -652,8 +324,8 @@ exec_child_free(struct exec_child *c)
 }
 
 /* Calls back once the child has exited and both output pipes are closed (logs complete). */
-static void
-exec_finish(struct exec_child *c)
+void
+relay_exec_finish(struct exec_child *c)
 {
 	const struct relay_job *job = c->job;
 	struct relay_result r;
