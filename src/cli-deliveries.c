@@ -68,7 +68,7 @@ cli_deliveries(struct cli *c, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct store_admin_delivery_filter f = { .limit = CLI_DEFAULT_LIMIT };
+	struct store_admin_delivery_filter f = { .limit = LLONG_MAX }; /* all */
 	struct cli_list l = { .table = { .ncols = 8,
 				  .head = { "id", "event_id", "relay", "state", "attempts",
 				      "next_attempt_at", "last_attempt_at", "last_result" },

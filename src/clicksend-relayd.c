@@ -40,6 +40,9 @@
 #define RELAYD_SHUTDOWN_GRACE_MS 1000
 #define RELAYD_RETENTION_EVERY 60   /* ticks */
 #define RELAYD_RETENTION_BATCH 1000
+/* A lock held by another process (sqlite3 shell, the operator tool) must not stall the
+ * loop: past this wait a commit fails and the request gets 503 + Retry-After. */
+#define RELAYD_STORE_BUSY_MS 250
 
 struct relayd {
 	struct event_base *base;
@@ -54,6 +57,7 @@ struct relayd {
 	uint64_t stop_deadline_ms;
 	uint64_t stop_grace_ms;
 	unsigned ticks;
+	int debug;                  /* -d: debug logging whatever the config says */
 	int stopping;
 };
 
@@ -181,6 +185,8 @@ relayd_warn_restart_needed(const struct config *old, const struct config *new)
 		log_warnx("reload: listen addresses changed; they take effect after a restart");
 	if (strcmp(old->store_path, new->store_path) != 0)
 		log_warnx("reload: store path changed; it takes effect after a restart");
+	if (old->synchronous_full != new->synchronous_full)
+		log_warnx("reload: store synchronous changed; it takes effect after a restart");
 }
 
 /* SIGHUP: a new config replaces the old one only when it is valid. */
@@ -190,6 +196,8 @@ relayd_sig_hup(evutil_socket_t sig, short what, void *arg)
 	struct relayd *d = arg;
 	struct config *nc;
 
+	if (d->stopping)
+		return;
 	systemd_notify("RELOADING=1");
 	if ((nc = config_load(d->cfg->file)) == NULL) {
 		log_warnx("reload: %s is not valid; keeping the running config", d->cfg->file);
@@ -198,7 +206,8 @@ relayd_sig_hup(evutil_socket_t sig, short what, void *arg)
 	}
 	relayd_warn_restart_needed(d->cfg, nc);
 	http_set_config(d->http, nc);
-	log_set_level(nc->log_level);
+	if (!d->debug)
+		log_set_level(nc->log_level);
 	outbox_set_config(d->outbox, nc);   /* frees the old config when it is unused */
 	d->cfg = nc;
 	provision_start(d->provision, nc);
@@ -317,6 +326,7 @@ relayd_run(struct relayd *d)
 {
 	if ((d->base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
+	store_set_busy_timeout(d->store, RELAYD_STORE_BUSY_MS);
 	d->outbox = outbox_new(d->base, d->store, d->cfg);
 	d->ingest = ingest_new(d->base, d->store);
 	ingest_set_commit_hook(d->ingest, relayd_wake_outbox, d);
@@ -365,6 +375,7 @@ main(int argc, char **argv)
 	event_set_log_callback(relayd_libevent_log);
 	if ((d.cfg = config_load(file)) == NULL)
 		return EX_CONFIG_;
+	d.debug = debug;
 	if (!debug)
 		log_set_level(d.cfg->log_level);
 	if (relayd_open_store(&d) == -1) {

@@ -21,6 +21,8 @@ struct http {
 	struct http_status_provider status;
 	struct evhttp_bound_socket *bound[HTTP_MAX_BOUND];
 	int nbound;
+	char *unix_paths[HTTP_MAX_BOUND]; /* removed at exit */
+	int nunix_paths;
 	int in_flight;     /* requests waiting for their commit */
 };
 

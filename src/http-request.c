@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <syslog.h>
 
@@ -26,13 +27,16 @@
 #define HTTP_ALLOW_WEBHOOK "GET, POST"
 #define HTTP_ALLOW_STATUS "GET, HEAD"
 
-/* The client went away before its answer: nothing must touch the request any more. */
+/*
+ * The client went away before its answer. libevent then detaches the request from the
+ * connection and leaves it to us: the answer later goes to evhttp_send_reply, which
+ * frees a detached request instead of sending. Only the connection is gone.
+ */
 static void
 http_conn_closed(struct evhttp_connection *evcon, void *arg)
 {
 	struct http_ctx *c = arg;
 
-	c->req = NULL;
 	c->evcon = NULL;
 }
 
@@ -63,19 +67,44 @@ http_is_addr(const char *s)
 	return evutil_inet_pton(AF_INET, s, a) == 1 || evutil_inet_pton(AF_INET6, s, a) == 1;
 }
 
+/* Every X-Forwarded-For line joined with ',' in order (a proxy may append its own
+ * line rather than extend the client's); NULL when there is none or too much. */
+static char *
+http_xff_joined(struct evhttp_request *req)
+{
+	struct evkeyvalq *hs = evhttp_request_get_input_headers(req);
+	struct evkeyval *kv;
+	char *all = NULL, *next;
+
+	TAILQ_FOREACH(kv, hs, next) {
+		if (strcasecmp(kv->key, "X-Forwarded-For") != 0)
+			continue;
+		if (all == NULL)
+			all = xstrdup(kv->value);
+		else {
+			xasprintf(&next, "%s,%s", all, kv->value);
+			free(all);
+			all = next;
+		}
+		if (strlen(all) > 4096) {
+			free(all);
+			return NULL;
+		}
+	}
+	return all;
+}
+
 /* Walks X-Forwarded-For from the right, skipping trusted hops; keeps the peer otherwise. */
 static void
 http_client_addr(const struct config *cfg, struct evhttp_request *req, char *addr, size_t len)
 {
-	const char *xff;
 	char *copy, *p;
 
-	if (config_cidr_match_text(cfg->trusted_proxies, cfg->ntrusted_proxies, addr) != 1)
+	if (strcmp(addr, "unix") != 0 &&
+	    config_cidr_match_text(cfg->trusted_proxies, cfg->ntrusted_proxies, addr) != 1)
 		return;
-	xff = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Forwarded-For");
-	if (xff == NULL || strlen(xff) > 4096)
+	if ((copy = http_xff_joined(req)) == NULL)
 		return;
-	copy = xstrdup(xff);
 	while ((p = strrchr(copy, ',')) != NULL || copy[0] != '\0') {
 		char *hop = p ? p + 1 : copy;
 		hop += strspn(hop, " \t");
@@ -155,7 +184,8 @@ http_stored_cb(int result, struct webhook_event *evs, size_t n, void *arg)
 		metrics_event_received(evs[i].kind->id, evs[i].format);
 		if (evs[i].duplicate)
 			metrics_event_duplicate(evs[i].kind->id);
-		else if (h->status.event_stored != NULL)
+		/* duplicates too: ClickSend's test items may reuse a message_id */
+		if (h->status.event_stored != NULL)
 			h->status.event_stored(h->status.arg, &evs[i]);
 		log_ctx(evs[i].duplicate ? LOG_INFO : LOG_DEBUG, evs[i].id, NULL, "%s %s event from %s%s",
 		    evs[i].kind->name, webhook_format_name(evs[i].format), evs[i].remote_addr,
@@ -260,7 +290,8 @@ http_request_cb(struct evhttp_request *req, void *arg)
 		evhttp_connection_set_closecb(c->evcon, http_conn_closed, c);
 	http_peer_text(c->evcon, addr, sizeof(addr));
 	http_client_addr(h->cfg, req, addr, sizeof(addr));
-	if (h->cfg->nallow_from > 0 &&
+	/* a unix-socket client with no forwarded address is the local proxy itself */
+	if (h->cfg->nallow_from > 0 && strcmp(addr, "unix") != 0 &&
 	    config_cidr_match_text(h->cfg->allow_from, h->cfg->nallow_from, addr) != 1) {
 		http_reply(c, 403, "forbidden");
 		return;

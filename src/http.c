@@ -63,7 +63,7 @@ http_new(struct event_base *base, const struct config *cfg, struct ingest *in, s
 		fatalx("http: evhttp_new failed");
 	evhttp_set_allowed_methods(h->evh, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
 	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-	    EVHTTP_REQ_PATCH);
+	    EVHTTP_REQ_PATCH | EVHTTP_REQ_CONNECT);
 	evhttp_set_default_content_type(h->evh, "text/plain; charset=utf-8");
 	evhttp_set_gencb(h->evh, http_request_cb, h);
 	evhttp_set_flags(h->evh, EVHTTP_SERVER_LINGERING_CLOSE);
@@ -106,7 +106,7 @@ http_listen_unix(struct http *h, const char *path)
 	struct evconnlistener *l;
 	struct stat sb;
 
-	if (strlen(path) >= sizeof(sun.sun_path)) {
+	if (strlen(path) >= sizeof(sun.sun_path) || h->nunix_paths == HTTP_MAX_BOUND) {
 		log_warnx("http: unix socket path too long: %s", path);
 		return -1;
 	}
@@ -120,6 +120,10 @@ http_listen_unix(struct http *h, const char *path)
 		log_warnx("http: cannot listen on unix:%s: %s", path, strerror(errno));
 		return -1;
 	}
+	/* the directory guards access; the proxy runs as another user */
+	if (chmod(path, 0666) == -1)
+		log_warn("http: chmod %s", path);
+	h->unix_paths[h->nunix_paths++] = xstrdup(path);
 	return http_keep_bound(h, evhttp_bind_listener(h->evh, l), path);
 }
 
@@ -196,9 +200,15 @@ http_in_flight(const struct http *h)
 void
 http_free(struct http *h)
 {
+	int i;
+
 	if (h == NULL)
 		return;
 	evhttp_free(h->evh);
+	for (i = 0; i < h->nunix_paths; i++) {
+		unlink(h->unix_paths[i]);
+		free(h->unix_paths[i]);
+	}
 	free(h);
 }
 

@@ -14,7 +14,7 @@ struct http;
 struct http_status_provider {
 	const char *(*provisioning)(void *arg);
 	const char *(*selftest)(void *arg);
-	/* an event was stored (not duplicate): self-test matching. may be NULL */
+	/* an event was stored or recognised as a duplicate: self-test matching. may be NULL */
 	void (*event_stored)(void *arg, const struct webhook_event *);
 	/* before storing: fill ev->relays with the relays this event goes to. may be NULL */
 	void (*route)(void *arg, struct webhook_event *);

@@ -206,6 +206,8 @@ metrics_render_relays(struct metrics_out *o, const struct metrics_relay_gauge *g
 {
 	size_t i;
 
+	for (i = 0; i < n; i++)
+		metrics_delivery_slot(g[i].relay); /* a series for every relay from the start */
 	metrics_printf(o, "# HELP clicksend_relay_deliveries_total Delivery attempts by outcome.\n"
 			  "# TYPE clicksend_relay_deliveries_total counter\n");
 	for (i = 0; i < m.ndeliveries; i++) {

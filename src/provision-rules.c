@@ -172,9 +172,10 @@ provision_diff(const struct provision_want *want, const struct json_node *rule)
 	if ((s = json_as_string(json_get(rule, "action_address"))) == NULL ||
 	    strcmp(s, want->action_address) != 0)
 		drift |= PROVISION_DRIFT_ADDRESS;
+	/* null or missing means ClickSend's default, post */
 	if (def->webhook_type &&
-	    ((s = json_as_string(json_get(rule, "webhook_type"))) == NULL ||
-		strcasecmp(s, want->webhook_type) != 0))
+	    strcasecmp((s = json_as_string(json_get(rule, "webhook_type"))) ? s : "post",
+		want->webhook_type) != 0)
 		drift |= PROVISION_DRIFT_WEBHOOK_TYPE;
 	if (json_as_int(json_get(rule, "enabled"), &v) == -1 || v != 1)
 		drift |= PROVISION_DRIFT_ENABLED;

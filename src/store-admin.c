@@ -275,7 +275,7 @@ int
 store_admin_requeue(struct store *st, int64_t delivery_id, const char *now)
 {
 	static const char *sql = "UPDATE deliveries SET state = 'pending', next_attempt_at = ?1, "
-				 "done_at = NULL WHERE id = ?3";
+				 "attempts = 0, done_at = NULL WHERE id = ?3";
 
 	return admin_change(st, sql, now, NULL, delivery_id);
 }
@@ -284,7 +284,7 @@ int
 store_admin_requeue_dead(struct store *st, const char *relay, const char *now)
 {
 	static const char *sql = "UPDATE deliveries SET state = 'pending', next_attempt_at = ?1, "
-				 "done_at = NULL WHERE state = 'dead' AND relay = ?2";
+				 "attempts = 0, done_at = NULL WHERE state = 'dead' AND relay = ?2";
 
 	return admin_change(st, sql, now, relay, 0);
 }

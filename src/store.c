@@ -99,6 +99,12 @@ store_migrate(struct store *st)
 
 	if ((cur = store_user_version(st)) < 0)
 		return -1;
+	if (store_schema_nsteps > 0 && cur > store_schema_steps[store_schema_nsteps - 1].version) {
+		snprintf(st->err, sizeof(st->err),
+		    "schema version %d is newer than this program knows (%d)", cur,
+		    store_schema_steps[store_schema_nsteps - 1].version);
+		return -1;
+	}
 	for (i = 0; i < store_schema_nsteps; i++) {
 		const struct store_schema_step *step = &store_schema_steps[i];
 		if (step->version <= cur)
@@ -194,6 +200,12 @@ store_close(struct store *st)
 		sqlite3_close_v2(st->db);
 	free(st->path);
 	free(st);
+}
+
+void
+store_set_busy_timeout(struct store *st, int ms)
+{
+	sqlite3_busy_timeout(st->db, ms);
 }
 
 const char *

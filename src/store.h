@@ -13,6 +13,9 @@ struct store;
 struct store *store_open(const char *path, int synchronous_full, char **cause);
 void store_close(struct store *);
 const char *store_path(const struct store *);
+/* How long a statement waits for another process's lock (default 5 s; the daemon's loop
+ * uses a short wait and answers 503 rather than stall). */
+void store_set_busy_timeout(struct store *, int ms);
 
 /* Transactions: the caller groups any number of inserts between begin and commit. */
 int store_begin(struct store *);

@@ -207,19 +207,40 @@ webhook_column_value(const struct webhook_event *ev, const struct webhook_column
 	return f != NULL ? f->value : NULL;
 }
 
-/* "kind|message_id" for inbound kinds, "kind|message_id|status_code" for receipts. */
+/* V with '\\' and '|' escaped by a '\\', so that keys made of parts stay unambiguous. */
+static char *
+webhook_key_part(const char *v)
+{
+	char *out = xmalloc(strlen(v) * 2 + 1), *p = out;
+
+	for (; *v != '\0'; v++) {
+		if (*v == '|' || *v == '\\')
+			*p++ = '\\';
+		*p++ = *v;
+	}
+	*p = '\0';
+	return out;
+}
+
+/*
+ * "kind|message_id" for inbound kinds, "kind|message_id|status_code" for receipts, the
+ * values escaped (webhook_key_part) so that "a|b" + "c" and "a" + "b|c" differ.
+ */
 static char *
 webhook_dedupe_key(const struct webhook_event *ev)
 {
-	char *key;
+	char *key, *mid, *sc;
 
 	if (ev->kind == NULL || ev->message_id == NULL || ev->message_id[0] == '\0')
 		return NULL;
-	if (ev->kind->receipt)
-		xasprintf(&key, "%s|%s|%s", ev->kind->name, ev->message_id,
-		    ev->status_code != NULL ? ev->status_code : "");
-	else
-		xasprintf(&key, "%s|%s", ev->kind->name, ev->message_id);
+	mid = webhook_key_part(ev->message_id);
+	if (ev->kind->receipt) {
+		sc = webhook_key_part(ev->status_code != NULL ? ev->status_code : "");
+		xasprintf(&key, "%s|%s|%s", ev->kind->name, mid, sc);
+		free(sc);
+	} else
+		xasprintf(&key, "%s|%s", ev->kind->name, mid);
+	free(mid);
 	return key;
 }
 

@@ -257,6 +257,9 @@ class FakeClickSend:
             "push_enabled": True,
             "receipt_push_format": "post",
             "page_url_style": "relative",     # "/?page=2" as in ClickSend's docs; or "absolute"
+            # ClickSend's documented test receipt carries a fixed id; True reuses one id
+            # per kind across test pushes, as the real service may
+            "fixed_test_ids": False,
         }
         self._server = None
         self._thread = None
@@ -740,6 +743,8 @@ class FakeClickSend:
     def _test_item(self, kind):
         now = int(time.time())
         mid = _new_message_id()
+        if self.options["fixed_test_ids"]:
+            mid = "FIXED-TEST-%s" % kind.upper().replace(".", "-")
         if kind == "sms.inbound":
             return {"originalsenderid": "+61411111111", "body": "This is a test inbound message.",
                     "message": "This is a test inbound message.", "sms": "+61400000000",

@@ -546,6 +546,14 @@ def test_store_failure():
             tap.ok(r.status == 503 and ra is not None and ra.strip().isdigit(),
                    "store cannot commit: 503 with a Retry-After in seconds",
                    ["answer %r after %.2f s" % (r, dt)])
+            tap.ok(dt < 2, "a held lock does not stall the daemon: 503 within 2 s",
+                   "answered after %.2f s" % dt)
+            t0 = time.monotonic()
+            h = d.request("GET", "/healthz", timeout=10)
+            dt = time.monotonic() - t0
+            tap.ok(h.status == 503 and dt < 2,
+                   "while the lock is held /healthz answers 503 within 2 s",
+                   "answer %r after %.2f s" % (h, dt))
             tap.ok(not plain_short(r), "the 503 body is a short plain-text line", plain_short(r))
         holder.stdin.write(b"ROLLBACK;\n.quit\n")
         holder.stdin.flush()

@@ -573,6 +573,23 @@ def test_selftest():
         check_secret_free(d, "selftest")
         d.close()
 
+    # test items that reuse a message_id arrive as duplicates after the first run: a reload
+    # must still see them and pass
+    with FakeClickSend(USER, KEY) as fake:
+        fake.set_options(fixed_test_ids=True)
+        d = PDaemon(tap, fake, clicksend={"test_receipts": "yes", "provision": "sms.receipt"},
+                    name="prov-selftest-dup")
+        ok, h = wait_health(d, lambda h: h.get("selftest") == "passed", 20, fake)
+        tap.ok(ok, "fixed test ids: the first self-test passes", repr(h))
+        d.signal(signal.SIGHUP)
+        fake.wait_pushes(2, 10)
+        ok, h = wait_health(d, lambda h: h.get("selftest") == "passed" and
+                            len(fake.pushes()) >= 2, 20, fake)
+        dups = d.sql_value("SELECT duplicates FROM events WHERE kind = 'sms.receipt'")
+        tap.ok(ok and dups == 1, "after SIGHUP the repeated test item (a duplicate) still "
+               "passes the self-test", [repr(h), "duplicates %r" % dups, d.log()[-1500:]])
+        d.close()
+
     # a push that never arrives: "waiting" (the 60 s verdict is too slow for this file)
     with FakeClickSend(USER, KEY) as fake:
         fake.set_options(push_enabled=False)

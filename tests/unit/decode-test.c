@@ -605,6 +605,13 @@ START_TEST(test_dedupe_keys)
 	ev = decode_one(KIND_SMS_INBOUND, FORMAT_GET, "body=x");
 	ck_assert_ptr_null(ev->dedupe_key);
 	webhook_events_free(ev, 1);
+	/* '|' in a value cannot make two different receipts share a key */
+	ev = decode_one(KIND_SMS_RECEIPT, FORMAT_POST, "message_id=a%7Cb&status_code=c");
+	ck_assert_str_eq(ev->dedupe_key, "sms.receipt|a\\|b|c");
+	webhook_events_free(ev, 1);
+	ev = decode_one(KIND_SMS_RECEIPT, FORMAT_POST, "message_id=a&status_code=b%7Cc");
+	ck_assert_str_eq(ev->dedupe_key, "sms.receipt|a|b\\|c");
+	webhook_events_free(ev, 1);
 }
 END_TEST
 
