@@ -145,6 +145,7 @@ outbox_job_free(struct outbox_job *j)
 	free(j->d.format);
 	free(j->d.received_at);
 	free(j->d.payload);
+	free(j->d.next_attempt_at);
 	free(j);
 }
 
@@ -191,17 +192,22 @@ outbox_record(struct outbox_job *j, const struct relay_result *r)
 {
 	char now[32], next[32], why[320];
 	const char *state = outbox_next_state(j, r, next, why, sizeof(why));
-	int retry = strcmp(state, "retry") == 0;
+	int retry = strcmp(state, "retry") == 0, rc;
 
 	store_time_text(now, 0);
 	metrics_delivery(j->d.relay, state);
 	log_ctx(retry || strcmp(state, "dead") == 0 ? LOG_WARNING : LOG_INFO, j->d.event_id,
 	    j->d.relay, "delivery %lld attempt %d: %s -> %s%s%s", (long long)j->d.id,
 	    j->d.attempts + 1, why, state, retry ? " at " : "", retry ? next : "");
-	if (store_delivery_record(j->ob->store, j->d.id, retry ? "pending" : state,
-		retry ? next : NULL, now, why, strcmp(state, "done") == 0 ? now : NULL) == -1)
+	rc = store_delivery_record(j->ob->store, &j->d, retry ? "pending" : state,
+	    retry ? next : NULL, now, why, strcmp(state, "done") == 0 ? now : NULL);
+	if (rc == -1)
 		log_ctx(LOG_ERR, j->d.event_id, j->d.relay, "delivery %lld: cannot record: %s",
 		    (long long)j->d.id, store_errmsg(j->ob->store));
+	else if (rc == 0)
+		log_ctx(LOG_INFO, j->d.event_id, j->d.relay,
+		    "delivery %lld was retried or replayed during the attempt; it goes again",
+		    (long long)j->d.id);
 }
 
 static void

@@ -26,6 +26,7 @@ store_delivery_read(sqlite3_stmt *s, struct store_delivery *d)
 	d->format = store_col_dup(s, 5);
 	d->received_at = store_col_dup(s, 6);
 	d->payload = store_col_dup(s, 7);
+	d->next_attempt_at = store_col_dup(s, 8);
 }
 
 int
@@ -62,13 +63,14 @@ store_deliveries_free(struct store_delivery *d, size_t n)
 		free(d[i].format);
 		free(d[i].received_at);
 		free(d[i].payload);
+		free(d[i].next_attempt_at);
 	}
 	free(d);
 }
 
 int
-store_delivery_record(struct store *st, int64_t id, const char *state, const char *next_at,
-    const char *last_at, const char *result, const char *done_at)
+store_delivery_record(struct store *st, const struct store_delivery *d, const char *state,
+    const char *next_at, const char *last_at, const char *result, const char *done_at)
 {
 	sqlite3_stmt *s = st->stmt[STMT_DELIVERY_RECORD];
 	int rc;
@@ -78,10 +80,11 @@ store_delivery_record(struct store *st, int64_t id, const char *state, const cha
 	store_bind_text(s, 3, last_at);
 	store_bind_text(s, 4, result);
 	store_bind_text(s, 5, done_at);
-	sqlite3_bind_int64(s, 6, id);
+	sqlite3_bind_int64(s, 6, d->id);
+	store_bind_text(s, 7, d->next_attempt_at);
 	rc = store_step_done(st, s);
 	sqlite3_reset(s);
-	return rc == -1 ? -1 : 0;
+	return rc == -1 ? -1 : sqlite3_changes(st->db) > 0;
 }
 
 int

@@ -34,12 +34,13 @@ static const char *store_sql[STMT_COUNT] = {
 			      "state = 'pending'), (SELECT count(*) FROM deliveries WHERE "
 			      "relay = ?1 AND state = 'dead')",
 	[STMT_DUE] = "SELECT d.id, d.event_id, d.attempts, d.relay, e.kind, e.format, "
-		     "e.received_at, e.payload FROM deliveries d JOIN events e ON e.id = d.event_id "
+		     "e.received_at, e.payload, d.next_attempt_at FROM deliveries d JOIN events e ON e.id = d.event_id "
 		     "WHERE d.relay = ? AND d.state = 'pending' AND d.next_attempt_at <= ? "
 		     "ORDER BY d.next_attempt_at, d.id LIMIT ?",
 	[STMT_DELIVERY_RECORD] = "UPDATE deliveries SET state = ?, attempts = attempts + 1, "
 				 "next_attempt_at = ?, last_attempt_at = ?, last_result = ?, "
-				 "done_at = ? WHERE id = ?",
+				 "done_at = ? WHERE id = ? AND state = 'pending' AND "
+				 "next_attempt_at IS ?",
 	[STMT_RETENTION] = "DELETE FROM events WHERE id IN (SELECT e.id FROM events e "
 			   "WHERE e.received_at < ? AND NOT EXISTS (SELECT 1 FROM deliveries d "
 			   "WHERE d.event_id = e.id AND d.state <> 'done') LIMIT ?)",

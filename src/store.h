@@ -47,15 +47,20 @@ struct store_delivery {
 	int64_t id, event_id;
 	int attempts;
 	char *relay, *kind, *format, *received_at, *payload;
+	char *next_attempt_at;      /* as read: the row is recorded only if still so */
 };
 
 /* Pending deliveries of RELAY due at NOW (time text), oldest first. Count or -1. */
 int store_due(struct store *, const char *relay, const char *now, size_t limit,
     struct store_delivery **out);
 void store_deliveries_free(struct store_delivery *, size_t n);
-/* Records one attempt: attempts + 1 and the new state; NULL texts are stored as NULL. */
-int store_delivery_record(struct store *, int64_t id, const char *state, const char *next_at,
-    const char *last_at, const char *result, const char *done_at);
+/*
+ * Records one attempt of D: attempts + 1 and the new state; NULL texts are stored as
+ * NULL. Only while the row is as the attempt found it (pending, same next_attempt_at):
+ * an operator's retry or replay meanwhile wins. 1 recorded, 0 row changed meanwhile, -1.
+ */
+int store_delivery_record(struct store *, const struct store_delivery *d, const char *state,
+    const char *next_at, const char *last_at, const char *result, const char *done_at);
 /* Deletes up to LIMIT events received before BEFORE whose deliveries are all done.
  * Returns the number deleted or -1. */
 int store_retention(struct store *, const char *before, int limit);
