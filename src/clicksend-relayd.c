@@ -23,14 +23,14 @@
 #include "version.h"
 #include "xmalloc.h"
 
-#define EX_OK_ 0
-#define EX_USAGE_ 64
+#define EX_OK_		0
+#define EX_USAGE_	64
 #define EX_UNAVAILABLE_ 69
-#define EX_SOFTWARE_ 70
-#define EX_CANTCREAT_ 73
-#define EX_CONFIG_ 78
+#define EX_SOFTWARE_	70
+#define EX_CANTCREAT_	73
+#define EX_CONFIG_	78
 
-#define RELAYD_TICK_MS 1000
+#define RELAYD_TICK_MS		1000
 #define RELAYD_SHUTDOWN_POLL_MS 50
 /*
  * evhttp (2.1) does not tell how many connections are part-way through a request, so
@@ -38,8 +38,8 @@
  * a request whose bytes are still arriving is read, stored and answered.
  */
 #define RELAYD_SHUTDOWN_GRACE_MS 1000
-#define RELAYD_RETENTION_EVERY 60   /* ticks */
-#define RELAYD_RETENTION_BATCH 1000
+#define RELAYD_RETENTION_EVERY	 60 /* ticks */
+#define RELAYD_RETENTION_BATCH	 1000
 /* A lock held by another process (sqlite3 shell, the operator tool) must not stall the
  * loop: past this wait a commit fails and the request gets 503 + Retry-After. */
 #define RELAYD_STORE_BUSY_MS 250
@@ -50,26 +50,27 @@ struct relayd {
 	struct store *store;
 	struct ingest *ingest;
 	struct http *http;
-	struct outbox *outbox;      /* owns the configs */
+	struct outbox *outbox; /* owns the configs */
 	struct provision *provision;
 	struct event *sig_term, *sig_int, *sig_hup, *tick, *stop_poll;
 	uint64_t watchdog_usec;
 	uint64_t stop_deadline_ms;
 	uint64_t stop_grace_ms;
 	unsigned ticks;
-	int debug;                  /* -d: debug logging whatever the config says */
+	int debug; /* -d: debug logging whatever the config says */
 	int stopping;
 };
 
 static void
 relayd_usage(FILE *f)
 {
-	fprintf(f, "usage: clicksend-relayd [-c FILE] [-t] [-d] [-V] [-h]\n"
-		   "  -c FILE  config file (default %s/clicksend-relay/clicksend-relay.conf)\n"
-		   "  -t       check the config, create and migrate the store, and exit\n"
-		   "  -d       debug logging\n"
-		   "  -V       print the version\n"
-		   "  -h       this help\n",
+	fprintf(f,
+	    "usage: clicksend-relayd [-c FILE] [-t] [-d] [-V] [-h]\n"
+	    "  -c FILE  config file (default %s/clicksend-relay/clicksend-relay.conf)\n"
+	    "  -t       check the config, create and migrate the store, and exit\n"
+	    "  -d       debug logging\n"
+	    "  -V       print the version\n"
+	    "  -h       this help\n",
 	    SYSCONFDIR);
 }
 
@@ -162,8 +163,8 @@ relayd_shutdown(struct relayd *d, const char *why)
 	outbox_stop(d->outbox);
 	d->stop_deadline_ms = relayd_now_ms(d) + d->cfg->shutdown_timeout_ms;
 	d->stop_grace_ms = relayd_now_ms(d) +
-	    (d->cfg->shutdown_timeout_ms < RELAYD_SHUTDOWN_GRACE_MS ? d->cfg->shutdown_timeout_ms
-								    : RELAYD_SHUTDOWN_GRACE_MS);
+	    (d->cfg->shutdown_timeout_ms < RELAYD_SHUTDOWN_GRACE_MS ? d->cfg->shutdown_timeout_ms :
+								      RELAYD_SHUTDOWN_GRACE_MS);
 	event_add(d->stop_poll, &tv);
 }
 
@@ -208,7 +209,7 @@ relayd_sig_hup(evutil_socket_t sig, short what, void *arg)
 	http_set_config(d->http, nc);
 	if (!d->debug)
 		log_set_level(nc->log_level);
-	outbox_set_config(d->outbox, nc);   /* frees the old config when it is unused */
+	outbox_set_config(d->outbox, nc); /* frees the old config when it is unused */
 	d->cfg = nc;
 	provision_start(d->provision, nc);
 	log_info("reload: %s loaded", nc->file);
@@ -332,9 +333,12 @@ relayd_run(struct relayd *d)
 	ingest_set_commit_hook(d->ingest, relayd_wake_outbox, d);
 	d->http = http_new(d->base, d->cfg, d->ingest, d->store);
 	d->provision = provision_new(d->base, d->store);
-	http_set_status_provider(d->http, &(struct http_status_provider){
-	    .provisioning = relayd_provisioning, .selftest = relayd_selftest,
-	    .event_stored = relayd_event_stored, .route = relayd_route, .arg = d });
+	http_set_status_provider(d->http,
+	    &(struct http_status_provider){ .provisioning = relayd_provisioning,
+		.selftest = relayd_selftest,
+		.event_stored = relayd_event_stored,
+		.route = relayd_route,
+		.arg = d });
 	if (http_listen(d->http) == -1)
 		return EX_UNAVAILABLE_;
 	relayd_events(d);
@@ -358,12 +362,24 @@ main(int argc, char **argv)
 
 	while ((ch = getopt(argc, argv, "c:tdVh")) != -1) {
 		switch (ch) {
-		case 'c': file = optarg; break;
-		case 't': check = 1; break;
-		case 'd': debug = 1; break;
-		case 'V': printf("clicksend-relayd %s\n", RELAY_VERSION); return EX_OK_;
-		case 'h': relayd_usage(stdout); return EX_OK_;
-		default: relayd_usage(stderr); return EX_USAGE_;
+		case 'c':
+			file = optarg;
+			break;
+		case 't':
+			check = 1;
+			break;
+		case 'd':
+			debug = 1;
+			break;
+		case 'V':
+			printf("clicksend-relayd %s\n", RELAY_VERSION);
+			return EX_OK_;
+		case 'h':
+			relayd_usage(stdout);
+			return EX_OK_;
+		default:
+			relayd_usage(stderr);
+			return EX_USAGE_;
 		}
 	}
 	if (optind != argc) {

@@ -10,39 +10,39 @@
 #define CONFIG_RELAY_NAME_MAX 64
 
 struct cidr {
-	int family;                 /* AF_INET or AF_INET6 */
+	int family; /* AF_INET or AF_INET6 */
 	unsigned char addr[16];
 	unsigned prefix;
 };
 
 struct config_relay {
-	char *name;                 /* [a-z0-9_-]+ */
-	char *url;                  /* exactly one of url / exec */
-	char *exec;                 /* absolute path */
+	char *name; /* [a-z0-9_-]+ */
+	char *url;  /* exactly one of url / exec */
+	char *exec; /* absolute path */
 	char **args;
 	size_t nargs;
-	unsigned kinds;             /* bit (1u << webhook_kind_id); all bits for "*" */
+	unsigned kinds; /* bit (1u << webhook_kind_id); all bits for "*" */
 	char *match_from, *match_to, *match_body; /* NULL when unset */
-	char *secret;               /* "whsec_<base64>" or NULL */
-	char **headers;             /* "Name: value" */
+	char *secret;				  /* "whsec_<base64>" or NULL */
+	char **headers;				  /* "Name: value" */
 	size_t nheaders;
-	uint64_t timeout_ms;        /* default 10 s (exec 30 s) */
-	unsigned concurrency;       /* default 4 (exec 1) */
-	uint64_t *retry_ms;         /* delay before each retry */
+	uint64_t timeout_ms;  /* default 10 s (exec 30 s) */
+	unsigned concurrency; /* default 4 (exec 1) */
+	uint64_t *retry_ms;   /* delay before each retry */
 	size_t nretry;
 };
 
 struct config {
-	char *file;                 /* the path it was read from */
+	char *file; /* the path it was read from */
 
 	/* [server] */
-	char **listen;              /* "HOST:PORT", "[V6]:PORT", "unix:/path" */
+	char **listen; /* "HOST:PORT", "[V6]:PORT", "unix:/path" */
 	size_t nlisten;
-	char *base_path;            /* "/clicksend"; "" for the root; no trailing slash */
-	char *token;                /* NULL when unset */
+	char *base_path; /* "/clicksend"; "" for the root; no trailing slash */
+	char *token;	 /* NULL when unset */
 	struct cidr *trusted_proxies;
 	size_t ntrusted_proxies;
-	struct cidr *allow_from;    /* none: everyone allowed */
+	struct cidr *allow_from; /* none: everyone allowed */
 	size_t nallow_from;
 	size_t max_body_size;
 	uint64_t request_timeout_ms;
@@ -50,8 +50,8 @@ struct config {
 
 	/* [store] */
 	char *store_path;
-	int synchronous_full;       /* 1 full, 0 normal */
-	uint64_t retention_ms;      /* 0 keep */
+	int synchronous_full;  /* 1 full, 0 normal */
+	uint64_t retention_ms; /* 0 keep */
 
 	/* [clicksend] */
 	char *username;
@@ -59,14 +59,14 @@ struct config {
 	char *api_key_file;
 	char *api_url;
 	char *public_url;
-	unsigned provision;         /* bit (1u << webhook_kind_id) */
-	int webhook_type;           /* enum webhook_format */
+	unsigned provision; /* bit (1u << webhook_kind_id) */
+	int webhook_type;   /* enum webhook_format */
 	char *dedicated_number;
 	char *rule_prefix;
 	int test_receipts;
 
 	/* [log] */
-	int log_level;              /* syslog priority */
+	int log_level; /* syslog priority */
 
 	struct config_relay *relays;
 	size_t nrelays;

@@ -103,13 +103,13 @@ decode_form(const char *buf, size_t len, struct fields *out, char *err, size_t e
 		seglen = (size_t)((amp != NULL ? amp : end) - p);
 		if (seglen > 0 && ++npairs > WEBHOOK_MAX_FIELDS) {
 			fields_free(out);
-			return decode_fail(err, errlen, "too many fields (more than %d)",
-			    WEBHOOK_MAX_FIELDS);
+			return decode_fail(
+			    err, errlen, "too many fields (more than %d)", WEBHOOK_MAX_FIELDS);
 		}
 		if (seglen > 0 && decode_pair(p, seglen, out) == -1) {
 			fields_free(out);
-			return decode_fail(err, errlen, "bad percent-encoding in field %zu",
-			    npairs);
+			return decode_fail(
+			    err, errlen, "bad percent-encoding in field %zu", npairs);
 		}
 		if (amp == NULL)
 			break;
@@ -120,8 +120,8 @@ decode_form(const char *buf, size_t len, struct fields *out, char *err, size_t e
 }
 
 static void
-decode_event_init(struct webhook_event *ev, const struct webhook_kind *kind,
-    enum webhook_format format)
+decode_event_init(
+    struct webhook_event *ev, const struct webhook_kind *kind, enum webhook_format format)
 {
 	ev->kind = kind;
 	ev->format = format;
@@ -129,8 +129,8 @@ decode_event_init(struct webhook_event *ev, const struct webhook_kind *kind,
 }
 
 static int
-decode_events_form(const struct webhook_kind *kind, enum webhook_format format,
-    const char *buf, size_t len, struct webhook_event **out, char *err, size_t errlen)
+decode_events_form(const struct webhook_kind *kind, enum webhook_format format, const char *buf,
+    size_t len, struct webhook_event **out, char *err, size_t errlen)
 {
 	struct webhook_event *ev;
 

@@ -9,7 +9,7 @@
 
 #include "http.h"
 
-#define HTTP_MAX_BOUND 16
+#define HTTP_MAX_BOUND	    16
 #define HTTP_READ_LIMIT_MIN (256 * 1024)
 
 struct http {
@@ -23,21 +23,21 @@ struct http {
 	int nbound;
 	char *unix_paths[HTTP_MAX_BOUND]; /* removed at exit */
 	int nunix_paths;
-	int in_flight;     /* requests waiting for their commit */
+	int in_flight; /* requests waiting for their commit */
 };
 
 /* One request from arrival until its answer has been written or its client left. */
 struct http_ctx {
 	struct http *http;
-	struct evhttp_request *req;   /* NULL once the client went away */
+	struct evhttp_request *req; /* NULL once the client went away */
 	struct evhttp_connection *evcon;
 	struct timeval start;
 	int answered;
 };
 
 void http_reply(struct http_ctx *, int code, const char *text);
-void http_reply_headers(struct http_ctx *, int code, const char *text, const char *name,
-    const char *value);
+void http_reply_headers(
+    struct http_ctx *, int code, const char *text, const char *name, const char *value);
 /* Every reply ends the context: the caller must not touch it afterwards. */
 void http_reply_doc(struct http_ctx *, int code, const char *type, const char *doc);
 void http_ctx_done(struct http_ctx *);

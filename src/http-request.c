@@ -25,7 +25,7 @@
 #include "xmalloc.h"
 
 #define HTTP_ALLOW_WEBHOOK "GET, POST"
-#define HTTP_ALLOW_STATUS "GET, HEAD"
+#define HTTP_ALLOW_STATUS  "GET, HEAD"
 
 /*
  * The client went away before its answer. libevent then detaches the request from the
@@ -143,8 +143,8 @@ http_route_kind(const struct config *cfg, const char *path)
 	rest = path + bl;
 	if (cfg->token != NULL) {
 		slash = strchr(rest + 1, '/');
-		if (slash == NULL || !http_token_equal(rest + 1, (size_t)(slash - rest - 1),
-					 cfg->token))
+		if (slash == NULL ||
+		    !http_token_equal(rest + 1, (size_t)(slash - rest - 1), cfg->token))
 			return NULL;
 		rest = slash;
 	}
@@ -187,9 +187,9 @@ http_stored_cb(int result, struct webhook_event *evs, size_t n, void *arg)
 		/* duplicates too: ClickSend's test items may reuse a message_id */
 		if (h->status.event_stored != NULL)
 			h->status.event_stored(h->status.arg, &evs[i]);
-		log_ctx(evs[i].duplicate ? LOG_INFO : LOG_DEBUG, evs[i].id, NULL, "%s %s event from %s%s",
-		    evs[i].kind->name, webhook_format_name(evs[i].format), evs[i].remote_addr,
-		    evs[i].duplicate ? " (duplicate)" : "");
+		log_ctx(evs[i].duplicate ? LOG_INFO : LOG_DEBUG, evs[i].id, NULL,
+		    "%s %s event from %s%s", evs[i].kind->name, webhook_format_name(evs[i].format),
+		    evs[i].remote_addr, evs[i].duplicate ? " (duplicate)" : "");
 	}
 	http_reply(c, 200, "OK");
 }

@@ -61,9 +61,10 @@ http_new(struct event_base *base, const struct config *cfg, struct ingest *in, s
 	h->store = st;
 	if ((h->evh = evhttp_new(base)) == NULL)
 		fatalx("http: evhttp_new failed");
-	evhttp_set_allowed_methods(h->evh, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-	    EVHTTP_REQ_PATCH | EVHTTP_REQ_CONNECT);
+	evhttp_set_allowed_methods(h->evh,
+	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+		EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_PATCH |
+		EVHTTP_REQ_CONNECT);
 	evhttp_set_default_content_type(h->evh, "text/plain; charset=utf-8");
 	evhttp_set_gencb(h->evh, http_request_cb, h);
 	evhttp_set_flags(h->evh, EVHTTP_SERVER_LINGERING_CLOSE);
@@ -143,8 +144,8 @@ http_listen_inet(struct http *h, const char *spec)
 		memmove(host, host + 1, hl - 2);
 		host[hl - 2] = '\0';
 	}
-	return http_keep_bound(h,
-	    evhttp_bind_socket_with_handle(h->evh, host, (ev_uint16_t)atoi(colon + 1)), spec);
+	return http_keep_bound(
+	    h, evhttp_bind_socket_with_handle(h->evh, host, (ev_uint16_t)atoi(colon + 1)), spec);
 }
 
 static int
@@ -155,7 +156,8 @@ http_listen_systemd(struct http *h, int n)
 	for (fd = start; fd < start + n; fd++) {
 		evutil_make_socket_nonblocking(fd);
 		evutil_make_socket_closeonexec(fd);
-		if (http_keep_bound(h, evhttp_accept_socket_with_handle(h->evh, fd), "systemd socket"))
+		if (http_keep_bound(
+			h, evhttp_accept_socket_with_handle(h->evh, fd), "systemd socket"))
 			return -1;
 	}
 	log_info("http: serving %d socket(s) passed by systemd", n);
@@ -172,8 +174,8 @@ http_listen(struct http *h)
 		return http_listen_systemd(h, n);
 	for (i = 0; i < h->cfg->nlisten; i++) {
 		const char *spec = h->cfg->listen[i];
-		int rc = strncmp(spec, "unix:", 5) == 0 ? http_listen_unix(h, spec + 5)
-							: http_listen_inet(h, spec);
+		int rc = strncmp(spec, "unix:", 5) == 0 ? http_listen_unix(h, spec + 5) :
+							  http_listen_inet(h, spec);
 		if (rc == -1)
 			return -1;
 		log_info("http: listening on %s", spec);
@@ -243,8 +245,8 @@ http_reply_buf(struct http_ctx *c, int code, struct evbuffer *body)
 }
 
 void
-http_reply_headers(struct http_ctx *c, int code, const char *text, const char *name,
-    const char *value)
+http_reply_headers(
+    struct http_ctx *c, int code, const char *text, const char *name, const char *value)
 {
 	struct evbuffer *body = evbuffer_new();
 
@@ -302,7 +304,8 @@ http_healthz(struct http_ctx *c)
 	json_gen_kv_string(g, "store", ok ? "ok" : err);
 	json_gen_kv_integer(g, "pending", pending);
 	json_gen_kv_integer(g, "dead", dead);
-	json_gen_kv_string(g, "provisioning", http_status_text(h->status.provisioning, h->status.arg));
+	json_gen_kv_string(
+	    g, "provisioning", http_status_text(h->status.provisioning, h->status.arg));
 	json_gen_kv_string(g, "selftest", http_status_text(h->status.selftest, h->status.arg));
 	json_gen_map_close(g);
 	doc = json_gen_finish(g, NULL);

@@ -11,8 +11,8 @@
  * Each object becomes one struct fields (top-level keys; nested values kept as JSON text).
  * Returns 0, or -1 with a reason in err.
  */
-int json_decode_objects(const char *buf, size_t len, struct fields **out, size_t *nout,
-    char *err, size_t errlen);
+int json_decode_objects(
+    const char *buf, size_t len, struct fields **out, size_t *nout, char *err, size_t errlen);
 
 /* Serialise fields as one JSON object, keeping each field's type. Caller frees. */
 char *json_fields_object(const struct fields *);
@@ -52,7 +52,7 @@ char *json_gen_finish(struct json_gen *, size_t *len);
  * A parsed document for reading API answers leniently. Any JSON value may be the root;
  * nesting is limited to JSON_MAX_DEPTH and the whole document to JSON_MAX_VALUES values.
  */
-#define JSON_MAX_DEPTH 32
+#define JSON_MAX_DEPTH	32
 #define JSON_MAX_VALUES 200000
 struct json_doc;
 struct json_node;

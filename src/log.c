@@ -149,13 +149,13 @@ log_verr(int prio, const char *fmt, va_list ap)
 	errno = saved;
 }
 
-#define LOG_FN(name, prio)                                                                         \
-	void name(const char *fmt, ...)                                                            \
-	{                                                                                          \
-		va_list ap;                                                                        \
-		va_start(ap, fmt);                                                                 \
-		log_vmsg(prio, 0, NULL, fmt, ap);                                                  \
-		va_end(ap);                                                                        \
+#define LOG_FN(name, prio)                        \
+	void name(const char *fmt, ...)           \
+	{                                         \
+		va_list ap;                       \
+		va_start(ap, fmt);                \
+		log_vmsg(prio, 0, NULL, fmt, ap); \
+		va_end(ap);                       \
 	}
 
 LOG_FN(log_warnx, LOG_WARNING)

@@ -9,9 +9,9 @@
 #include "metrics.h"
 #include "xmalloc.h"
 
-static const double metrics_buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-	0.5, 1, 2.5, 5, 10 };
-#define METRICS_NBUCKETS (sizeof(metrics_buckets) / sizeof(metrics_buckets[0]))
+static const double metrics_buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+	1, 2.5, 5, 10 };
+#define METRICS_NBUCKETS   (sizeof(metrics_buckets) / sizeof(metrics_buckets[0]))
 #define METRICS_MAX_RELAYS 256
 
 struct metrics_delivery {
@@ -160,18 +160,21 @@ metrics_render_events(struct metrics_out *o)
 {
 	int k, f;
 
-	metrics_printf(o, "# HELP clicksend_relay_events_received_total Webhook events stored "
-			  "or recognised as duplicates.\n"
-			  "# TYPE clicksend_relay_events_received_total counter\n");
+	metrics_printf(o,
+	    "# HELP clicksend_relay_events_received_total Webhook events stored "
+	    "or recognised as duplicates.\n"
+	    "# TYPE clicksend_relay_events_received_total counter\n");
 	for (k = 0; k < KIND_COUNT; k++)
 		for (f = 0; f < FORMAT_COUNT; f++)
 			metrics_printf(o,
-			    "clicksend_relay_events_received_total{kind=\"%s\",format=\"%s\"} %llu\n",
+			    "clicksend_relay_events_received_total{kind=\"%s\",format=\"%s\"} "
+			    "%llu\n",
 			    webhook_kinds[k].name, webhook_format_name((enum webhook_format)f),
 			    m.received[k][f]);
-	metrics_printf(o, "# HELP clicksend_relay_events_duplicate_total Webhook events "
-			  "recognised as ClickSend retries.\n"
-			  "# TYPE clicksend_relay_events_duplicate_total counter\n");
+	metrics_printf(o,
+	    "# HELP clicksend_relay_events_duplicate_total Webhook events "
+	    "recognised as ClickSend retries.\n"
+	    "# TYPE clicksend_relay_events_duplicate_total counter\n");
 	for (k = 0; k < KIND_COUNT; k++)
 		metrics_printf(o, "clicksend_relay_events_duplicate_total{kind=\"%s\"} %llu\n",
 		    webhook_kinds[k].name, m.duplicate[k]);
@@ -182,17 +185,21 @@ metrics_render_http(struct metrics_out *o)
 {
 	size_t i;
 
-	metrics_printf(o, "# HELP clicksend_relay_http_responses_total HTTP answers by status.\n"
-			  "# TYPE clicksend_relay_http_responses_total counter\n");
+	metrics_printf(o,
+	    "# HELP clicksend_relay_http_responses_total HTTP answers by status.\n"
+	    "# TYPE clicksend_relay_http_responses_total counter\n");
 	for (i = 100; i < 600; i++) {
 		if (m.responses[i] > 0)
-			metrics_printf(o, "clicksend_relay_http_responses_total{code=\"%zu\"} %llu\n",
-			    i, m.responses[i]);
+			metrics_printf(o,
+			    "clicksend_relay_http_responses_total{code=\"%zu\"} %llu\n", i,
+			    m.responses[i]);
 	}
-	metrics_printf(o, "# HELP clicksend_relay_request_duration_seconds Time from request "
-			  "to answer.\n# TYPE clicksend_relay_request_duration_seconds histogram\n");
+	metrics_printf(o,
+	    "# HELP clicksend_relay_request_duration_seconds Time from request "
+	    "to answer.\n# TYPE clicksend_relay_request_duration_seconds histogram\n");
 	for (i = 0; i < METRICS_NBUCKETS; i++)
-		metrics_printf(o, "clicksend_relay_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+		metrics_printf(o,
+		    "clicksend_relay_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
 		    metrics_buckets[i], m.hist[i]);
 	metrics_printf(o,
 	    "clicksend_relay_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
@@ -208,8 +215,9 @@ metrics_render_relays(struct metrics_out *o, const struct metrics_relay_gauge *g
 
 	for (i = 0; i < n; i++)
 		metrics_delivery_slot(g[i].relay); /* a series for every relay from the start */
-	metrics_printf(o, "# HELP clicksend_relay_deliveries_total Delivery attempts by outcome.\n"
-			  "# TYPE clicksend_relay_deliveries_total counter\n");
+	metrics_printf(o,
+	    "# HELP clicksend_relay_deliveries_total Delivery attempts by outcome.\n"
+	    "# TYPE clicksend_relay_deliveries_total counter\n");
 	for (i = 0; i < m.ndeliveries; i++) {
 		const struct metrics_delivery *d = &m.deliveries[i];
 		metrics_printf(o,
@@ -218,28 +226,30 @@ metrics_render_relays(struct metrics_out *o, const struct metrics_relay_gauge *g
 		    "clicksend_relay_deliveries_total{relay=\"%s\",result=\"dead\"} %llu\n",
 		    d->relay, d->done, d->relay, d->retry, d->relay, d->dead);
 	}
-	metrics_printf(o, "# HELP clicksend_relay_outbox_pending Deliveries waiting.\n"
-			  "# TYPE clicksend_relay_outbox_pending gauge\n");
+	metrics_printf(o,
+	    "# HELP clicksend_relay_outbox_pending Deliveries waiting.\n"
+	    "# TYPE clicksend_relay_outbox_pending gauge\n");
 	for (i = 0; i < n; i++)
 		metrics_printf(o, "clicksend_relay_outbox_pending{relay=\"%s\"} %lld\n", g[i].relay,
 		    g[i].pending);
-	metrics_printf(o, "# HELP clicksend_relay_outbox_dead Deliveries given up.\n"
-			  "# TYPE clicksend_relay_outbox_dead gauge\n");
+	metrics_printf(o,
+	    "# HELP clicksend_relay_outbox_dead Deliveries given up.\n"
+	    "# TYPE clicksend_relay_outbox_dead gauge\n");
 	for (i = 0; i < n; i++)
-		metrics_printf(o, "clicksend_relay_outbox_dead{relay=\"%s\"} %lld\n", g[i].relay,
-		    g[i].dead);
+		metrics_printf(
+		    o, "clicksend_relay_outbox_dead{relay=\"%s\"} %lld\n", g[i].relay, g[i].dead);
 }
 
 static void
-metrics_render_kind_gauge(struct metrics_out *o, const char *name, const char *help,
-    const int *v)
+metrics_render_kind_gauge(struct metrics_out *o, const char *name, const char *help, const int *v)
 {
 	int k;
 
 	metrics_printf(o, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
 	for (k = 0; k < KIND_COUNT; k++) {
 		if (v[k] >= 0)
-			metrics_printf(o, "%s{kind=\"%s\"} %d\n", name, webhook_kinds[k].name, v[k]);
+			metrics_printf(
+			    o, "%s{kind=\"%s\"} %d\n", name, webhook_kinds[k].name, v[k]);
 	}
 }
 

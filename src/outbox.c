@@ -46,7 +46,7 @@ struct outbox {
 	struct relay_http *http;
 	struct relay_exec *exec;
 	struct event *wake_ev;
-	TAILQ_HEAD(, outbox_gen) gens;  /* first is the current config */
+	TAILQ_HEAD(, outbox_gen) gens; /* first is the current config */
 	TAILQ_HEAD(, outbox_job) jobs;
 	int njobs;
 	int stopping;
@@ -114,8 +114,8 @@ outbox_in_flight(const struct outbox *ob)
 }
 
 uint64_t
-outbox_retry_delay(const uint64_t *schedule, size_t n, int attempts, uint64_t retry_after_ms,
-    long jitter_permille)
+outbox_retry_delay(
+    const uint64_t *schedule, size_t n, int attempts, uint64_t retry_after_ms, long jitter_permille)
 {
 	uint64_t base, longest = 0, delay;
 	size_t i;
@@ -177,8 +177,8 @@ outbox_next_state(const struct outbox_job *j, const struct relay_result *r, char
 		return "done";
 	if (r->outcome == RELAY_DEAD)
 		return "dead";
-	delay = outbox_retry_delay(rl->retry_ms, rl->nretry, j->d.attempts + 1, r->retry_after_ms,
-	    jitter);
+	delay = outbox_retry_delay(
+	    rl->retry_ms, rl->nretry, j->d.attempts + 1, r->retry_after_ms, jitter);
 	if (delay == 0) {
 		snprintf(why, whylen, "%s; retry schedule exhausted", r->text);
 		return "dead";
@@ -253,7 +253,8 @@ outbox_prepare(struct outbox_job *j)
 	j->job.received_at = j->d.received_at;
 	if (outbox_document(j) == -1 ||
 	    json_decode_objects(j->d.payload, strlen(j->d.payload), &j->fields, &j->nfields, err,
-		sizeof(err)) == -1 || j->nfields != 1)
+		sizeof(err)) == -1 ||
+	    j->nfields != 1)
 		return -1;
 	j->job.document = j->document;
 	j->job.fields = &j->fields[0];
@@ -280,8 +281,8 @@ outbox_start(struct outbox *ob, const struct config_relay *rl, struct store_deli
 		outbox_done_cb(&j->job, &fail, j);
 		return;
 	}
-	rc = rl->url != NULL ? relay_http_attempt(ob->http, &j->job, outbox_done_cb, j)
-			     : relay_exec_attempt(ob->exec, &j->job, outbox_done_cb, j);
+	rc = rl->url != NULL ? relay_http_attempt(ob->http, &j->job, outbox_done_cb, j) :
+			       relay_exec_attempt(ob->exec, &j->job, outbox_done_cb, j);
 	if (rc == -1) {
 		fail.outcome = RELAY_RETRY;
 		snprintf(fail.text, sizeof(fail.text), "attempt could not start");

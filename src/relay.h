@@ -13,15 +13,15 @@ struct event_base;
 struct config_relay;
 
 enum relay_outcome {
-	RELAY_DONE,     /* delivered */
-	RELAY_RETRY,    /* try again per retry_schedule */
-	RELAY_DEAD      /* permanent failure: no more attempts */
+	RELAY_DONE,  /* delivered */
+	RELAY_RETRY, /* try again per retry_schedule */
+	RELAY_DEAD   /* permanent failure: no more attempts */
 };
 
 struct relay_result {
 	enum relay_outcome outcome;
-	uint64_t retry_after_ms;    /* at least this long before the next attempt; 0 none */
-	char text[256];             /* for deliveries.last_result, e.g. "HTTP 503" */
+	uint64_t retry_after_ms; /* at least this long before the next attempt; 0 none */
+	char text[256];		 /* for deliveries.last_result, e.g. "HTTP 503" */
 };
 
 /* What one attempt needs; owned by the caller until the callback has run. */
@@ -29,11 +29,11 @@ struct relay_job {
 	const struct config_relay *relay;
 	int64_t delivery_id;
 	int64_t event_id;
-	char event_ref[32];         /* "evt_42": webhook-id, CLICKSEND_EVENT_ID */
-	const char *kind;           /* "sms.inbound" */
-	const char *format;         /* "post" */
+	char event_ref[32]; /* "evt_42": webhook-id, CLICKSEND_EVENT_ID */
+	const char *kind;   /* "sms.inbound" */
+	const char *format; /* "post" */
 	const char *received_at;
-	const char *document;       /* the JSON document of SPEC §6 */
+	const char *document; /* the JSON document of SPEC §6 */
 	size_t doclen;
 	const struct fields *fields; /* the payload's fields, for script environments */
 };
@@ -59,7 +59,7 @@ void relay_exec_free(struct relay_exec *);
 
 /* Standard Webhooks signature "v1,<base64 HMAC-SHA256(key, id.timestamp.body)>" for a
  * "whsec_<base64>" secret; NULL when the secret does not decode. Caller frees. */
-char *relay_sign(const char *secret, const char *msg_id, long long timestamp, const char *body,
-    size_t bodylen);
+char *relay_sign(
+    const char *secret, const char *msg_id, long long timestamp, const char *body, size_t bodylen);
 
 #endif

@@ -30,8 +30,8 @@ store_delivery_read(sqlite3_stmt *s, struct store_delivery *d)
 }
 
 int
-store_due(struct store *st, const char *relay, const char *now, size_t limit,
-    struct store_delivery **out)
+store_due(
+    struct store *st, const char *relay, const char *now, size_t limit, struct store_delivery **out)
 {
 	sqlite3_stmt *s = st->stmt[STMT_DUE];
 	size_t n = 0;

@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 struct store_schema_step {
-	int version;        /* PRAGMA user_version after this step */
+	int version; /* PRAGMA user_version after this step */
 	const char *name;
 	const char *sql;
 };

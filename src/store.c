@@ -34,7 +34,8 @@ static const char *store_sql[STMT_COUNT] = {
 			      "state = 'pending'), (SELECT count(*) FROM deliveries WHERE "
 			      "relay = ?1 AND state = 'dead')",
 	[STMT_DUE] = "SELECT d.id, d.event_id, d.attempts, d.relay, e.kind, e.format, "
-		     "e.received_at, e.payload, d.next_attempt_at FROM deliveries d JOIN events e ON e.id = d.event_id "
+		     "e.received_at, e.payload, d.next_attempt_at FROM deliveries d JOIN events e "
+		     "ON e.id = d.event_id "
 		     "WHERE d.relay = ? AND d.state = 'pending' AND d.next_attempt_at <= ? "
 		     "ORDER BY d.next_attempt_at, d.id LIMIT ?",
 	[STMT_DELIVERY_RECORD] = "UPDATE deliveries SET state = ?, attempts = attempts + 1, "
@@ -133,8 +134,8 @@ store_pragmas(struct store *st, int synchronous_full)
 	if (store_exec(st, "PRAGMA journal_mode = WAL") == -1 ||
 	    store_exec(st, "PRAGMA foreign_keys = ON") == -1)
 		return -1;
-	return store_exec(st, synchronous_full ? "PRAGMA synchronous = FULL"
-					       : "PRAGMA synchronous = NORMAL");
+	return store_exec(
+	    st, synchronous_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
 }
 
 static int

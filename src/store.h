@@ -47,12 +47,12 @@ struct store_delivery {
 	int64_t id, event_id;
 	int attempts;
 	char *relay, *kind, *format, *received_at, *payload;
-	char *next_attempt_at;      /* as read: the row is recorded only if still so */
+	char *next_attempt_at; /* as read: the row is recorded only if still so */
 };
 
 /* Pending deliveries of RELAY due at NOW (time text), oldest first. Count or -1. */
-int store_due(struct store *, const char *relay, const char *now, size_t limit,
-    struct store_delivery **out);
+int store_due(
+    struct store *, const char *relay, const char *now, size_t limit, struct store_delivery **out);
 void store_deliveries_free(struct store_delivery *, size_t n);
 /*
  * Records one attempt of D: attempts + 1 and the new state; NULL texts are stored as

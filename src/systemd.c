@@ -100,7 +100,8 @@ systemd_journal(int prio, int64_t event_id, const char *relay, const char *msg)
 		sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", prio, "EVENT_ID=evt_%lld",
 		    (long long)event_id, id, NULL);
 	else if (relay != NULL)
-		sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", prio, "RELAY=%s", relay, id, NULL);
+		sd_journal_send(
+		    "MESSAGE=%s", msg, "PRIORITY=%d", prio, "RELAY=%s", relay, id, NULL);
 	else
 		sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", prio, id, NULL);
 #else

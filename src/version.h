@@ -4,7 +4,7 @@
 #define VERSION_H
 
 #include "autoconf.h"
-#define RELAY_VERSION PACKAGE_VERSION
+#define RELAY_VERSION	 PACKAGE_VERSION
 #define RELAY_USER_AGENT "clicksend-relay/" PACKAGE_VERSION
 
 #endif

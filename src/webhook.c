@@ -19,18 +19,30 @@
 
 /* Adding a kind is one row here and one enum value in webhook.h. */
 const struct webhook_kind webhook_kinds[KIND_COUNT] = {
-	[KIND_SMS_INBOUND] = { .id = KIND_SMS_INBOUND, .name = "sms.inbound",
-	    .path = "/sms/inbound", .receipt = 0 },
-	[KIND_SMS_RECEIPT] = { .id = KIND_SMS_RECEIPT, .name = "sms.receipt",
-	    .path = "/sms/receipt", .receipt = 1 },
-	[KIND_FAX_INBOUND] = { .id = KIND_FAX_INBOUND, .name = "fax.inbound",
-	    .path = "/fax/inbound", .receipt = 0 },
-	[KIND_FAX_RECEIPT] = { .id = KIND_FAX_RECEIPT, .name = "fax.receipt",
-	    .path = "/fax/receipt", .receipt = 1 },
-	[KIND_VOICE_RECEIPT] = { .id = KIND_VOICE_RECEIPT, .name = "voice.receipt",
-	    .path = "/voice/receipt", .receipt = 1 },
-	[KIND_EMAIL_RECEIPT] = { .id = KIND_EMAIL_RECEIPT, .name = "email.receipt",
-	    .path = "/email/receipt", .receipt = 1 },
+	[KIND_SMS_INBOUND] = { .id = KIND_SMS_INBOUND,
+	    .name = "sms.inbound",
+	    .path = "/sms/inbound",
+	    .receipt = 0 },
+	[KIND_SMS_RECEIPT] = { .id = KIND_SMS_RECEIPT,
+	    .name = "sms.receipt",
+	    .path = "/sms/receipt",
+	    .receipt = 1 },
+	[KIND_FAX_INBOUND] = { .id = KIND_FAX_INBOUND,
+	    .name = "fax.inbound",
+	    .path = "/fax/inbound",
+	    .receipt = 0 },
+	[KIND_FAX_RECEIPT] = { .id = KIND_FAX_RECEIPT,
+	    .name = "fax.receipt",
+	    .path = "/fax/receipt",
+	    .receipt = 1 },
+	[KIND_VOICE_RECEIPT] = { .id = KIND_VOICE_RECEIPT,
+	    .name = "voice.receipt",
+	    .path = "/voice/receipt",
+	    .receipt = 1 },
+	[KIND_EMAIL_RECEIPT] = { .id = KIND_EMAIL_RECEIPT,
+	    .name = "email.receipt",
+	    .path = "/email/receipt",
+	    .receipt = 1 },
 };
 
 static const char *const webhook_format_names[FORMAT_COUNT] = {
@@ -44,17 +56,19 @@ static const char *const webhook_format_names[FORMAT_COUNT] = {
  * An alias is used only when the fields before it are missing, null or empty.
  */
 struct webhook_column {
-	size_t offset;                  /* of the const char * in struct webhook_event */
-	const char *fields[3];          /* main field, then aliases; NULL-terminated */
+	size_t offset;			 /* of the const char * in struct webhook_event */
+	const char *fields[3];		 /* main field, then aliases; NULL-terminated */
 	enum webhook_kind_id alias_kind; /* kind_alias applies to this kind only */
-	const char *kind_alias;         /* a last fallback for that kind, or NULL */
+	const char *kind_alias;		 /* a last fallback for that kind, or NULL */
 };
 
 static const struct webhook_column webhook_columns[] = {
 	{ .offset = offsetof(struct webhook_event, body), .fields = { "body", "message" } },
 	{ .offset = offsetof(struct webhook_event, from), .fields = { "from", "sms" } },
-	{ .offset = offsetof(struct webhook_event, to), .fields = { "to", "originalsenderid" },
-	    .alias_kind = KIND_EMAIL_RECEIPT, .kind_alias = "email" },
+	{ .offset = offsetof(struct webhook_event, to),
+	    .fields = { "to", "originalsenderid" },
+	    .alias_kind = KIND_EMAIL_RECEIPT,
+	    .kind_alias = "email" },
 	{ .offset = offsetof(struct webhook_event, custom_string),
 	    .fields = { "custom_string", "customstring" } },
 	{ .offset = offsetof(struct webhook_event, message_id),
@@ -126,8 +140,8 @@ fields_index(const struct fields *f, const char *name)
  * the payload is a JSON object with unique keys.
  */
 void
-fields_add(struct fields *f, const char *name, size_t namelen, const char *value,
-    size_t valuelen, enum field_type type)
+fields_add(struct fields *f, const char *name, size_t namelen, const char *value, size_t valuelen,
+    enum field_type type)
 {
 	struct field *fd;
 	char *key;

@@ -16,7 +16,12 @@ enum webhook_kind_id {
 	KIND_COUNT
 };
 
-enum webhook_format { FORMAT_GET, FORMAT_POST, FORMAT_JSON, FORMAT_COUNT };
+enum webhook_format {
+	FORMAT_GET,
+	FORMAT_POST,
+	FORMAT_JSON,
+	FORMAT_COUNT
+};
 
 /* Bounds on one request: fields per event and events (JSON objects) per request. */
 #define WEBHOOK_MAX_FIELDS 1000
@@ -24,9 +29,9 @@ enum webhook_format { FORMAT_GET, FORMAT_POST, FORMAT_JSON, FORMAT_COUNT };
 
 struct webhook_kind {
 	enum webhook_kind_id id;
-	const char *name;   /* "sms.inbound" */
-	const char *path;   /* "/sms/inbound", below base_path */
-	int receipt;        /* dedupe on message_id + status_code */
+	const char *name; /* "sms.inbound" */
+	const char *path; /* "/sms/inbound", below base_path */
+	int receipt;	  /* dedupe on message_id + status_code */
 };
 
 extern const struct webhook_kind webhook_kinds[KIND_COUNT];
@@ -37,13 +42,19 @@ const char *webhook_format_name(enum webhook_format);
 int webhook_format_parse(const char *); /* -1 when unknown */
 
 /* How a field's value was received. Form and query values are always strings. */
-enum field_type { FIELD_STRING, FIELD_NUMBER, FIELD_BOOL, FIELD_NULL, FIELD_JSON };
+enum field_type {
+	FIELD_STRING,
+	FIELD_NUMBER,
+	FIELD_BOOL,
+	FIELD_NULL,
+	FIELD_JSON
+};
 
 struct field {
 	char *name;
-	char *value;          /* decoded text; number/bool as written; NULL for null;
+	char *value; /* decoded text; number/bool as written; NULL for null;
 	                         FIELD_JSON: a nested object/array as JSON text */
-	size_t len;           /* bytes in value (strings may hold NUL) */
+	size_t len;  /* bytes in value (strings may hold NUL) */
 	enum field_type type;
 };
 
@@ -70,9 +81,9 @@ struct webhook_event {
 	/* extracted columns: point into fields, NULL when absent */
 	const char *message_id, *from, *to, *body;
 	const char *status_code, *status_text, *custom_string;
-	char *payload;      /* JSON object with every field */
-	char *dedupe_key;   /* NULL when there is no message_id */
-	char **relays;      /* relays to create deliveries for; each string and the
+	char *payload;	  /* JSON object with every field */
+	char *dedupe_key; /* NULL when there is no message_id */
+	char **relays;	  /* relays to create deliveries for; each string and the
 	                       array are owned (freed by webhook_event_free) */
 	size_t nrelays;
 	/* filled by the store */
