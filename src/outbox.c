@@ -82,6 +82,18 @@ outbox_gen_release(struct outbox *ob, struct outbox_gen *g)
 	free(g);
 }
 
+static void
+outbox_orphan_cb(const char *relay, long long n, void *arg)
+{
+	const struct config *cfg = arg;
+
+	if (config_relay_find(cfg, relay) == NULL)
+		log_ctx(LOG_WARNING, 0, relay,
+		    "%lld pending deliver%s for a relay that is not configured: they wait "
+		    "until it is configured again",
+		    n, n == 1 ? "y" : "ies");
+}
+
 void
 outbox_set_config(struct outbox *ob, struct config *cfg)
 {
@@ -91,6 +103,8 @@ outbox_set_config(struct outbox *ob, struct config *cfg)
 	TAILQ_INSERT_HEAD(&ob->gens, g, entry);
 	if (old != NULL)
 		outbox_gen_release(ob, old);
+	if (store_pending_relays(ob->store, outbox_orphan_cb, cfg) == -1)
+		log_warnx("outbox: cannot count pending deliveries: %s", store_errmsg(ob->store));
 	outbox_wake(ob);
 }
 

@@ -99,3 +99,19 @@ store_retention(struct store *st, const char *before, int limit)
 	sqlite3_reset(s);
 	return rc == -1 ? -1 : sqlite3_changes(st->db);
 }
+
+int
+store_pending_relays(struct store *st, void (*fn)(const char *, long long, void *), void *arg)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(st->db, "SELECT relay, count(*) FROM deliveries WHERE "
+				       "state = 'pending' GROUP BY relay",
+		-1, &s, NULL) != SQLITE_OK)
+		return -1;
+	while ((rc = store_step_done(st, s)) == SQLITE_ROW)
+		fn((const char *)sqlite3_column_text(s, 0), sqlite3_column_int64(s, 1), arg);
+	sqlite3_finalize(s);
+	return rc == -1 ? -1 : 0;
+}

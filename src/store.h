@@ -61,6 +61,10 @@ void store_deliveries_free(struct store_delivery *, size_t n);
  */
 int store_delivery_record(struct store *, const struct store_delivery *d, const char *state,
     const char *next_at, const char *last_at, const char *result, const char *done_at);
+/* Calls FN for every relay name with pending deliveries, with their count. 0 or -1. */
+int store_pending_relays(struct store *, void (*fn)(const char *relay, long long n, void *),
+    void *arg);
+
 /* Deletes up to LIMIT events received before BEFORE whose deliveries are all done.
  * Returns the number deleted or -1. */
 int store_retention(struct store *, const char *before, int limit);
