@@ -353,23 +353,27 @@ relayd_run(struct relayd *d)
 	return EX_OK_;
 }
 
-int
-main(int argc, char **argv)
+struct relayd_options {
+	const char *file;
+	int check, debug;
+};
+
+/* -1 to go on, else the exit status (-V, -h, a usage error). */
+static int
+relayd_options(int argc, char **argv, struct relayd_options *o)
 {
-	struct relayd d = { 0 };
-	const char *file = SYSCONFDIR "/clicksend-relay/clicksend-relay.conf";
-	int ch, check = 0, debug = 0, rc;
+	int ch;
 
 	while ((ch = getopt(argc, argv, "c:tdVh")) != -1) {
 		switch (ch) {
 		case 'c':
-			file = optarg;
+			o->file = optarg;
 			break;
 		case 't':
-			check = 1;
+			o->check = 1;
 			break;
 		case 'd':
-			debug = 1;
+			o->debug = 1;
 			break;
 		case 'V':
 			printf("clicksend-relayd %s\n", RELAY_VERSION);
@@ -386,20 +390,31 @@ main(int argc, char **argv)
 		relayd_usage(stderr);
 		return EX_USAGE_;
 	}
+	return -1;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct relayd d = { 0 };
+	struct relayd_options o = { SYSCONFDIR "/clicksend-relay/clicksend-relay.conf", 0, 0 };
+	int rc;
+
+	if ((rc = relayd_options(argc, argv, &o)) != -1)
+		return rc;
 	signal(SIGPIPE, SIG_IGN);
-	log_init(debug ? LOG_DEBUG : LOG_INFO, systemd_stderr_is_journal());
+	log_init(o.debug ? LOG_DEBUG : LOG_INFO, systemd_stderr_is_journal());
 	event_set_log_callback(relayd_libevent_log);
-	if ((d.cfg = config_load(file)) == NULL)
+	if ((d.cfg = config_load(o.file)) == NULL)
 		return EX_CONFIG_;
-	d.debug = debug;
-	if (!debug)
+	if (!(d.debug = o.debug))
 		log_set_level(d.cfg->log_level);
 	if (relayd_open_store(&d) == -1) {
 		relayd_free(&d);
 		return EX_CANTCREAT_;
 	}
-	if (check) {
-		printf("%s: configuration OK, store %s ready\n", file, d.cfg->store_path);
+	if (o.check) {
+		printf("%s: configuration OK, store %s ready\n", o.file, d.cfg->store_path);
 		relayd_free(&d);
 		return EX_OK_;
 	}
