@@ -22,6 +22,8 @@
 #include "store.h"
 #include "xmalloc.h"
 
+#define OUTBOX_TIMER_MAX_MS 1500 /* past that, the daemon's 1 s tick is soon enough */
+
 /* A config and the number of attempts started under it. */
 struct outbox_gen {
 	struct config *cfg;
@@ -46,6 +48,7 @@ struct outbox {
 	struct relay_http *http;
 	struct relay_exec *exec;
 	struct event *wake_ev;
+	struct event *due_ev;   /* the next retry falling due between ticks */
 	TAILQ_HEAD(, outbox_gen) gens; /* first is the current config */
 	TAILQ_HEAD(, outbox_job) jobs;
 	int njobs;
@@ -65,7 +68,8 @@ outbox_new(struct event_base *base, struct store *st, struct config *cfg)
 	TAILQ_INIT(&ob->jobs);
 	ob->http = relay_http_new(base);
 	ob->exec = relay_exec_new(base);
-	if ((ob->wake_ev = event_new(base, -1, 0, outbox_run_cb, ob)) == NULL)
+	if ((ob->wake_ev = event_new(base, -1, 0, outbox_run_cb, ob)) == NULL ||
+	    (ob->due_ev = evtimer_new(base, outbox_run_cb, ob)) == NULL)
 		fatalx("outbox: event_new failed");
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 	outbox_set_config(ob, cfg);
@@ -342,6 +346,26 @@ outbox_run_relay(struct outbox *ob, const struct config_relay *rl, const char *n
 	store_deliveries_free(ds, (size_t)n);
 }
 
+/*
+ * The periodic tick wakes the outbox every second; a retry due sooner than that gets a
+ * timer of its own, so retry_schedule steps are kept to the millisecond. Rows already
+ * due are woken by the end of an attempt (a freed slot) or the tick.
+ */
+static void
+outbox_arm_due(struct outbox *ob)
+{
+	struct timeval tv = { 0, 0 };
+	char due[32];
+	int64_t ms;
+
+	if (store_next_due(ob->store, due) != 1 || (ms = store_time_until(due)) <= 0 ||
+	    ms >= OUTBOX_TIMER_MAX_MS)
+		return;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000 + 1000;
+	evtimer_add(ob->due_ev, &tv);
+}
+
 static void
 outbox_run_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -355,6 +379,7 @@ outbox_run_cb(evutil_socket_t fd, short what, void *arg)
 	store_time_text(now, 0);
 	for (i = 0; i < cfg->nrelays; i++)
 		outbox_run_relay(ob, &cfg->relays[i], now);
+	outbox_arm_due(ob);
 }
 
 void
@@ -377,5 +402,6 @@ outbox_free(struct outbox *ob)
 		free(g);
 	}
 	event_free(ob->wake_ev);
+	event_free(ob->due_ev);
 	free(ob);
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: ISC */
 /* The store's queries for the outbox: due deliveries with their event, the record of
  * each attempt, and retention of old, fully delivered events. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "store-internal.h"
@@ -114,4 +115,19 @@ store_pending_relays(struct store *st, void (*fn)(const char *, long long, void 
 		fn((const char *)sqlite3_column_text(s, 0), sqlite3_column_int64(s, 1), arg);
 	sqlite3_finalize(s);
 	return rc == -1 ? -1 : 0;
+}
+
+int
+store_next_due(struct store *st, char buf[32])
+{
+	sqlite3_stmt *s = st->stmt[STMT_NEXT_DUE];
+	const unsigned char *t;
+	int rc, found = 0;
+
+	if ((rc = store_step_done(st, s)) == SQLITE_ROW && (t = sqlite3_column_text(s, 0)) != NULL) {
+		snprintf(buf, 32, "%s", (const char *)t);
+		found = 1;
+	}
+	sqlite3_reset(s);
+	return rc == -1 ? -1 : found;
 }

@@ -42,6 +42,7 @@ static const char *store_sql[STMT_COUNT] = {
 				 "next_attempt_at = ?, last_attempt_at = ?, last_result = ?, "
 				 "done_at = ? WHERE id = ? AND state = 'pending' AND "
 				 "next_attempt_at IS ?",
+	[STMT_NEXT_DUE] = "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending'",
 	[STMT_RETENTION] = "DELETE FROM events WHERE id IN (SELECT e.id FROM events e "
 			   "WHERE e.received_at < ? AND NOT EXISTS (SELECT 1 FROM deliveries d "
 			   "WHERE d.event_id = e.id AND d.state <> 'done') LIMIT ?)",
@@ -62,6 +63,22 @@ store_time_text(char buf[32], int64_t offset_ms)
 	gmtime_r(&t, &tm);
 	n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(buf + n, 32 - n, ".%03uZ", (unsigned)(ms % 1000));
+}
+
+int64_t
+store_time_until(const char *t)
+{
+	struct timespec ts;
+	struct tm tm = { 0 };
+	unsigned ms = 0;
+	const char *rest;
+
+	if ((rest = strptime(t, "%Y-%m-%dT%H:%M:%S", &tm)) == NULL)
+		return 0;
+	if (sscanf(rest, ".%3uZ", &ms) != 1)
+		ms = 0;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ((int64_t)timegm(&tm) - ts.tv_sec) * 1000 + ms - ts.tv_nsec / 1000000;
 }
 
 int

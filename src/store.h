@@ -71,5 +71,9 @@ int store_retention(struct store *, const char *before, int limit);
 
 /* "YYYY-MM-DDTHH:MM:SS.sssZ" for now + offset_ms, in UTC. */
 void store_time_text(char buf[32], int64_t offset_ms);
+/* Milliseconds from now until the time text T (negative when past); 0 on a bad text. */
+int64_t store_time_until(const char *t);
+/* The earliest next_attempt_at of a pending delivery into buf: 1, 0 when none, -1. */
+int store_next_due(struct store *, char buf[32]);
 
 #endif
