@@ -97,12 +97,8 @@ cli_deliveries(struct cli *c, int argc, char **argv)
 			return cli_option_end(c, ch, argv);
 		}
 	}
-	if (optind != argc)
-		return cli_bad_usage(c, "unexpected argument", argv[optind]);
-	if ((rc = cli_open(c)) != EX_OK_)
+	if ((rc = cli_list_begin(c, argc, argv, &l, &f.limit)) != EX_OK_)
 		return rc;
-	l.limit = f.limit;
-	f.limit += f.limit < LLONG_MAX;
 	rc = store_admin_deliveries(c->st, &f, cli_delivery_row, &l);
 	return cli_list_end(c, &l, rc, "deliveries");
 }

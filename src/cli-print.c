@@ -4,6 +4,8 @@
  * JSON document per line, the end of a listing (and its note when --limit cut it), and
  * "clicksend-relay: message" on stderr.
  */
+#include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,6 +166,20 @@ cli_list_more(struct cli_list *l)
 }
 
 /* The end of a listing: the table, a note when the limit cut it, the exit status. */
+int
+cli_list_begin(struct cli *c, int argc, char **argv, struct cli_list *l, long long *limit)
+{
+	int rc;
+
+	if (optind != argc)
+		return cli_bad_usage(c, "unexpected argument", argv[optind]);
+	if ((rc = cli_open(c)) != EX_OK_)
+		return rc;
+	l->limit = *limit;
+	*limit += *limit < LLONG_MAX;
+	return EX_OK_;
+}
+
 int
 cli_list_end(struct cli *c, struct cli_list *l, int rc, const char *what)
 {

@@ -75,6 +75,9 @@ void cli_table_add(struct cli_table *, const char **row);
 void cli_table_print(struct cli_table *);
 int cli_json_line(struct json_gen *);
 int cli_list_more(struct cli_list *);
+/* After a listing's options: no stray argument, the store open, and *LIMIT asking for one
+ * row more than shown (that row tells whether the limit cut the list). EX_OK_ or an exit. */
+int cli_list_begin(struct cli *, int argc, char **argv, struct cli_list *, long long *limit);
 int cli_list_end(struct cli *, struct cli_list *, int rc, const char *what);
 
 /* The commands: cli-events.c, cli-deliveries.c, cli-stats.c */
