@@ -14,6 +14,7 @@
 #include "log.h"
 #include "store-internal.h"
 #include "store-schema.h"
+#include "store-writer.h"
 #include "store.h"
 #include "xmalloc.h"
 
@@ -305,3 +306,56 @@ store_step_done(struct store *st, sqlite3_stmt *s)
 	}
 	return rc;
 }
+
+/* The store writer's view of a write connection (store-writer.h). */
+static int
+store_op_begin(void *h)
+{
+	return store_begin(h);
+}
+
+static int
+store_op_commit(void *h)
+{
+	return store_commit(h);
+}
+
+static void
+store_op_rollback(void *h)
+{
+	store_rollback(h);
+}
+
+static int
+store_op_savepoint(void *h)
+{
+	return store_savepoint(h);
+}
+
+static int
+store_op_release(void *h)
+{
+	return store_release(h);
+}
+
+static void
+store_op_rollback_savepoint(void *h)
+{
+	store_rollback_savepoint(h);
+}
+
+static const char *
+store_op_errmsg(void *h)
+{
+	return store_errmsg(h);
+}
+
+const struct store_writer_ops store_write_ops = {
+	.begin = store_op_begin,
+	.commit = store_op_commit,
+	.rollback = store_op_rollback,
+	.savepoint = store_op_savepoint,
+	.release = store_op_release,
+	.rollback_savepoint = store_op_rollback_savepoint,
+	.errmsg = store_op_errmsg,
+};

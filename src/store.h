@@ -8,6 +8,11 @@
 #include "webhook.h"
 
 struct store;
+struct store_writer_ops;
+
+/* The store writer's transaction primitives; the handle is a struct store * opened for
+ * writing and used only by the writer thread (store-writer.h). */
+extern const struct store_writer_ops store_write_ops;
 
 /* Open (creating and migrating) the store. NULL with a reason in cause on failure. */
 struct store *store_open(const char *path, int synchronous_full, char **cause);
