@@ -24,6 +24,7 @@
 #define KEY_NONZERO  0x04 /* a duration or size must be more than 0 */
 #define KEY_STAR     0x08 /* "*" means every kind */
 #define KEY_TRIM     0x10 /* strip trailing slashes from a URL */
+#define KEY_BASE     0x20 /* a base URL: no query string or fragment */
 
 #define CONF_KEYS_MAX 16
 #define KINDS_ALL     ((1u << KIND_COUNT) - 1)
@@ -114,6 +115,8 @@ int conf_number_plain(const char *s, uint64_t max, uint64_t *out);
 /* Why a listen address or an http(s) URL is bad, or NULL. The URL is never echoed. */
 const char *conf_listen_check(const char *);
 const char *conf_url_check(const char *);
+/* Why S is not a well-formed fnmatch(3) pattern, or NULL. */
+const char *conf_glob_check(const char *);
 /* Whether S is base64: the standard alphabet, with or without padding. */
 int conf_base64_ok(const char *);
 void conf_strv_free(char **, size_t);

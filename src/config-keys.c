@@ -4,9 +4,13 @@
  * parser checks it, and the parsers themselves. Each parser checks one value and stores it,
  * or reports why not (through conf_error, with the key's line).
  */
+#include <sys/stat.h>
+
+#include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config-internal.h"
 #include "log.h"
@@ -15,6 +19,8 @@
 
 #define CONF_LIST_MAX	     100 /* words in one list value */
 #define CONF_CONCURRENCY_MAX 1000
+#define CONF_SIZE_MAX	     (64u << 20) /* max_body_size: a body is held in memory whole */
+#define CONF_SIZE_MAX_TEXT   "64m"
 
 #define CONF(f)		       offsetof(struct config, f)
 #define RELAY(f)	       offsetof(struct config_relay, f)
@@ -25,7 +31,7 @@
 
 static conf_parser conf_string, conf_listen, conf_base_path, conf_token, conf_cidrs, conf_size,
     conf_duration, conf_choice, conf_url, conf_kinds, conf_format, conf_level, conf_exec,
-    conf_words, conf_secret, conf_header, conf_concurrency, conf_retry;
+    conf_words, conf_secret, conf_header, conf_concurrency, conf_retry, conf_glob;
 
 static const struct conf_choice conf_synchronous[] = {
 	{ "full", 1 },
@@ -66,8 +72,8 @@ static const struct conf_key conf_clicksend_keys[] = {
 	{ "username", conf_string, CONF(username), 0, KEY_OPTIONAL, NULL },
 	{ "api_key", conf_string, CONF(api_key), 0, KEY_OPTIONAL, NULL },
 	{ "api_key_file", conf_string, CONF(api_key_file), 0, KEY_OPTIONAL, NULL },
-	{ "api_url", conf_url, CONF(api_url), 0, KEY_TRIM, NULL },
-	{ "public_url", conf_url, CONF(public_url), 0, KEY_OPTIONAL | KEY_TRIM, NULL },
+	{ "api_url", conf_url, CONF(api_url), 0, KEY_TRIM | KEY_BASE, NULL },
+	{ "public_url", conf_url, CONF(public_url), 0, KEY_OPTIONAL | KEY_TRIM | KEY_BASE, NULL },
 	{ "provision", conf_kinds, CONF(provision), 0, KEY_OPTIONAL, NULL },
 	{ "webhook_type", conf_format, CONF(webhook_type), 0, 0, NULL },
 	{ "dedicated_number", conf_string, CONF(dedicated_number), 0, 0, NULL },
@@ -84,9 +90,9 @@ static const struct conf_key conf_relay_keys[] = {
 	{ "exec", conf_exec, RELAY(exec), 0, KEY_OPTIONAL, NULL },
 	{ "args", conf_words, RELAY(args), RELAY(nargs), KEY_OPTIONAL, NULL },
 	{ "events", conf_kinds, RELAY(kinds), 0, KEY_STAR, NULL },
-	{ "match_from", conf_string, RELAY(match_from), 0, KEY_OPTIONAL, NULL },
-	{ "match_to", conf_string, RELAY(match_to), 0, KEY_OPTIONAL, NULL },
-	{ "match_body", conf_string, RELAY(match_body), 0, KEY_OPTIONAL, NULL },
+	{ "match_from", conf_glob, RELAY(match_from), 0, KEY_OPTIONAL, NULL },
+	{ "match_to", conf_glob, RELAY(match_to), 0, KEY_OPTIONAL, NULL },
+	{ "match_body", conf_glob, RELAY(match_body), 0, KEY_OPTIONAL, NULL },
 	{ "secret", conf_secret, RELAY(secret), 0, KEY_OPTIONAL, NULL },
 	{ "header", conf_header, RELAY(headers), RELAY(nheaders), KEY_OPTIONAL | KEY_REPEAT, NULL },
 	{ "timeout", conf_duration, RELAY(timeout_ms), 0, KEY_NONZERO, NULL },
@@ -241,6 +247,8 @@ conf_size(struct conf_parse *p, const struct conf_key *k, const char *v, void *b
 		conf_error(p, p->pend_line, "%s: invalid size \"%s\"", k->name, v);
 	else if (n == 0 && (k->flags & KEY_NONZERO))
 		conf_error(p, p->pend_line, "%s: must be more than 0", k->name);
+	else if (n > CONF_SIZE_MAX)
+		conf_error(p, p->pend_line, "%s: must be at most " CONF_SIZE_MAX_TEXT, k->name);
 	else
 		*FIELD(base, k->off, size_t) = n;
 }
@@ -282,6 +290,11 @@ conf_url(struct conf_parse *p, const struct conf_key *k, const char *v, void *ba
 
 	if (*v != '\0' && (why = conf_url_check(v)) != NULL) {
 		conf_error(p, p->pend_line, "%s: invalid URL: %s", k->name, why);
+		return;
+	}
+	if ((k->flags & KEY_BASE) && strpbrk(v, "?#") != NULL) {
+		conf_error(
+		    p, p->pend_line, "%s: must not have a query string or fragment", k->name);
 		return;
 	}
 	if (k->flags & KEY_TRIM) {
@@ -345,11 +358,43 @@ conf_level(struct conf_parse *p, const struct conf_key *k, const char *v, void *
 		*FIELD(base, k->off, int) = level;
 }
 
+/* Why PATH cannot be run: it is missing, not a regular file or not executable; or NULL. */
+static const char *
+conf_exec_problem(const char *path)
+{
+	struct stat sb;
+
+	if (stat(path, &sb) == -1)
+		return strerror(errno);
+	if (!S_ISREG(sb.st_mode))
+		return "not a regular file";
+	if (access(path, X_OK) == -1)
+		return "not executable";
+	return NULL;
+}
+
+/* An absolute path to an executable regular file, checked when the config is read. */
 static void
 conf_exec(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
 {
+	const char *why;
+
 	if (*v != '\0' && *v != '/')
 		conf_error(p, p->pend_line, "%s: must be an absolute path", k->name);
+	else if (*v != '\0' && (why = conf_exec_problem(v)) != NULL)
+		conf_error(p, p->pend_line, "%s: cannot run \"%s\": %s", k->name, v, why);
+	else
+		conf_set_string(base, k, v);
+}
+
+/* A glob for fnmatch(3), checked now so that a typo is not a filter matching nothing. */
+static void
+conf_glob(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+{
+	const char *why;
+
+	if ((why = conf_glob_check(v)) != NULL)
+		conf_error(p, p->pend_line, "%s: invalid glob: %s", k->name, why);
 	else
 		conf_set_string(base, k, v);
 }
@@ -444,6 +489,10 @@ conf_retry(struct conf_parse *p, const struct conf_key *k, const char *v, void *
 	for (i = 0; i < n; i++) {
 		if (config_parse_duration(w[i], &ms[i]) == -1) {
 			conf_error(p, p->pend_line, "%s: invalid duration \"%s\"", k->name, w[i]);
+			bad = 1;
+		} else if (ms[i] == 0) {
+			conf_error(p, p->pend_line, "%s: step %zu is 0 (each must be more than 0)",
+			    k->name, i + 1);
 			bad = 1;
 		}
 	}

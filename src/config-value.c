@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * Config values that need no parse state: numbers with units (durations, sizes), addresses
- * and networks (CIDRs, matching a peer against them), listen addresses, URLs, base64 and
- * blank-separated lists. Shared with the operator tool and the tests through config.h.
+ * and networks (CIDRs, matching a peer against them), listen addresses, URLs (libcurl's
+ * parser), globs, base64 and blank-separated lists. Shared with the operator tool and the
+ * tests through config.h.
  */
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -15,6 +16,7 @@
 #include <strings.h>
 
 #include "config-internal.h"
+#include "curl-loop.h"
 #include "xmalloc.h"
 
 #define CONF_DURATION_MAX (100ULL * 365 * 86400 * 1000) /* 100 years, in ms */
@@ -288,10 +290,16 @@ conf_listen_v6_check(const char *s)
 	return conf_port_check(end + 2);
 }
 
-/* Why a listen address (HOST:PORT, [V6]:PORT, unix:/path) is bad, or NULL. */
+/*
+ * Why a listen address (V4ADDR:PORT, [V6ADDR]:PORT, unix:/path) is bad, or NULL. Only
+ * numeric addresses: a name would be resolved at every load (blocking a reload on DNS) and
+ * could change under the daemon; inet_pton also refuses the short forms ("127.1").
+ */
 const char *
 conf_listen_check(const char *s)
 {
+	char host[INET_ADDRSTRLEN];
+	unsigned char a[4];
 	const char *end;
 	size_t len;
 
@@ -306,15 +314,23 @@ conf_listen_check(const char *s)
 		return "missing host";
 	if (memchr(s, ':', len) != NULL)
 		return "an IPv6 address must be in brackets, [V6ADDR]:PORT";
-	if (strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-") != len)
-		return "invalid host";
+	if (strspn(s, "0123456789.") != len)
+		return "host names are not accepted, use an address (127.0.0.1, [::1], 0.0.0.0)";
+	if (len >= sizeof(host))
+		return "invalid IPv4 address";
+	memcpy(host, s, len);
+	host[len] = '\0';
+	if (inet_pton(AF_INET, host, a) != 1)
+		return "invalid IPv4 address";
 	return conf_port_check(end + 1);
 }
 
-/* Why URL is not an http(s) URL, or NULL. Never echoed: it may hold credentials. */
+/* Why URL is not an http(s) URL libcurl can use, or NULL. Never echoed: it may hold
+ * credentials. */
 const char *
 conf_url_check(const char *v)
 {
+	const char *p;
 	size_t n;
 
 	if (strncasecmp(v, "http://", 7) == 0)
@@ -325,9 +341,76 @@ conf_url_check(const char *v)
 		return "must start with http:// or https://";
 	if (v[n] == '\0' || v[n] == '/')
 		return "has no host";
-	for (; *v != '\0'; v++) {
-		if ((unsigned char)*v <= ' ' || *v == 0x7f)
+	for (p = v; *p != '\0'; p++) {
+		if ((unsigned char)*p <= ' ' || *p == 0x7f)
 			return "contains a blank or a control character";
+	}
+	return curl_url_problem(v);
+}
+
+/* Whether the N bytes at S name a POSIX character class, as in "[[:alpha:]]". */
+static int
+conf_glob_class_ok(const char *s, size_t n)
+{
+	static const char *const classes[] = { "alnum", "alpha", "blank", "cntrl", "digit", "graph",
+		"lower", "print", "punct", "space", "upper", "xdigit" };
+	size_t i;
+
+	for (i = 0; i < nitems(classes); i++) {
+		if (strlen(classes[i]) == n && strncmp(s, classes[i], n) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * The ']' closing the bracket expression opened at P, or NULL with the reason in *why.
+ * As glibc's fnmatch reads it: a leading ']' (after '!' or '^') is literal, a backslash
+ * escapes, "[:class:]", "[=c=]" and "[.c.]" are units.
+ */
+static const char *
+conf_glob_bracket(const char *p, const char **why)
+{
+	const char *close;
+	char term[3] = { 0, ']', '\0' };
+
+	p += (p[1] == '!' || p[1] == '^') ? 2 : 1;
+	for (p += *p == ']'; *p != '\0' && *p != ']'; p++) {
+		if (*p == '\\' && p[1] != '\0')
+			p++;
+		else if (*p == '[' && strchr(":=.", p[1]) != NULL && p[1] != '\0') {
+			term[0] = p[1];
+			if ((close = strstr(p + 2, term)) == NULL)
+				break;
+			if (p[1] == ':' && !conf_glob_class_ok(p + 2, (size_t)(close - p - 2))) {
+				*why = "unknown character class";
+				return NULL;
+			}
+			p = close + 1;
+		}
+	}
+	if (*p != ']') {
+		*why = "unterminated '[' (write \\[ for a literal one)";
+		return NULL;
+	}
+	return p;
+}
+
+/*
+ * Why S is not a well-formed fnmatch(3) glob, or NULL. fnmatch takes an unterminated
+ * '[' or a trailing backslash literally and an unknown class as never matching, so a
+ * typo would silently filter everything out: refuse those instead.
+ */
+const char *
+conf_glob_check(const char *s)
+{
+	const char *why = NULL;
+
+	for (; *s != '\0'; s++) {
+		if (*s == '\\' && *++s == '\0')
+			return "ends in a lone backslash";
+		if (*s == '[' && (s = conf_glob_bracket(s, &why)) == NULL)
+			return why;
 	}
 	return NULL;
 }

@@ -49,6 +49,12 @@ void curl_loop_free(struct curl_loop *);
  * discarded. Redirects are never followed; only http and https URLs are allowed.
  */
 struct curl_req *curl_req_new(struct curl_loop *);
+/*
+ * Why libcurl could not use URL as an http or https URL (its own parser: brackets, host,
+ * port 1-65535, characters), or NULL. A short static text that never echoes the URL.
+ * Needs no loop; the config check uses it.
+ */
+const char *curl_url_problem(const char *url);
 void curl_req_set_method(struct curl_req *, enum curl_req_method);
 void curl_req_set_url(struct curl_req *, const char *);
 /* "Name: value" sent as is; the caller keeps CR and LF out. A body sent without a

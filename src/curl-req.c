@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: ISC */
 /* The opaque requests of curl-loop.h: an easy handle with safe defaults, what to send
  * (method, URL, headers, body, timeouts, credentials), the answer kept as it arrives (body
- * bounded, headers of the final response) and its outcome once the loop reports it done. */
+ * bounded, headers of the final response) and its outcome once the loop reports it done;
+ * and libcurl's URL parser as a check for config values. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,6 +184,43 @@ void
 curl_req_set_method(struct curl_req *req, enum curl_req_method method)
 {
 	req->method = method;
+}
+
+/* The problem with the parsed URL H: not http(s), no host or port 0; NULL when none. */
+static const char *
+curl_url_parts_problem(CURLU *h)
+{
+	char *scheme = NULL, *host = NULL, *port = NULL;
+	const char *why = NULL;
+
+	if (curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
+		why = "the scheme is not http or https";
+	else if (curl_url_get(h, CURLUPART_HOST, &host, 0) != CURLUE_OK || *host == '\0')
+		why = "has no host";
+	else if (curl_url_get(h, CURLUPART_PORT, &port, 0) == CURLUE_OK && strcmp(port, "0") == 0)
+		why = "port 0 cannot be used";
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	return why;
+}
+
+const char *
+curl_url_problem(const char *url)
+{
+	CURLU *h;
+	CURLUcode rc;
+	const char *why;
+
+	if ((h = curl_url()) == NULL)
+		fatalx("curl: curl_url failed");
+	if ((rc = curl_url_set(h, CURLUPART_URL, url, 0)) != CURLUE_OK)
+		why = curl_url_strerror(rc);
+	else
+		why = curl_url_parts_problem(h);
+	curl_url_cleanup(h);
+	return why;
 }
 
 void

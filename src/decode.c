@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * Request bodies and query strings into events: form decoding for the get and post
- * formats (split first, then percent-decode), and json via json_decode_objects.
+ * formats (split first, then percent-decode), and json via json_decode_objects. Names and
+ * values are kept exactly or refused: no NUL, UTF-8 only, each name once per event.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "decode.h"
 #include "json.h"
@@ -66,28 +68,47 @@ decode_percent(const char *s, size_t len, char **out, size_t *outlen)
 	return 0;
 }
 
-/* One "key=value" (or bare "key") pair: split at the first '=', then decode each side. */
-static int
-decode_pair(const char *p, size_t len, struct fields *out)
+/* Why a decoded name or value cannot be kept exactly as sent, or NULL when it can. */
+static const char *
+decode_text_problem(const char *s, size_t len)
 {
-	const char *eq;
-	char *key, *value;
-	size_t rawklen, klen, vlen;
+	if (memchr(s, '\0', len) != NULL)
+		return "holds a NUL byte";
+	if (!json_utf8_valid(s, len))
+		return "is not valid UTF-8";
+	return NULL;
+}
+
+/*
+ * Pair N, "key=value" (or a bare "key"): split at the first '=', decode each side, and
+ * refuse what would not be kept exactly (a NUL, invalid UTF-8, a name given twice).
+ */
+static int
+decode_pair(const char *p, size_t len, size_t n, struct fields *out, char *err, size_t errlen)
+{
+	const char *eq, *why;
+	char *key = NULL, *value = NULL;
+	size_t rawklen, klen, vlen = 0;
+	int rc = -1;
 
 	eq = memchr(p, '=', len);
 	rawklen = eq != NULL ? (size_t)(eq - p) : len;
-	if (decode_percent(p, rawklen, &key, &klen) == -1)
-		return -1;
-	if (eq == NULL)
-		value = xstrdup(""), vlen = 0;
-	else if (decode_percent(eq + 1, len - rawklen - 1, &value, &vlen) == -1) {
-		free(key);
-		return -1;
+	if (decode_percent(p, rawklen, &key, &klen) == -1 ||
+	    (eq != NULL && decode_percent(eq + 1, len - rawklen - 1, &value, &vlen) == -1))
+		decode_fail(err, errlen, "bad percent-encoding in field %zu", n);
+	else if ((why = decode_text_problem(key, klen)) != NULL)
+		decode_fail(err, errlen, "field %zu: name %s", n, why);
+	else if (value != NULL && (why = decode_text_problem(value, vlen)) != NULL)
+		decode_fail(err, errlen, "field %zu: value %s", n, why);
+	else if (fields_get(out, key) != NULL)
+		decode_fail(err, errlen, "field %zu: name repeats an earlier field", n);
+	else {
+		fields_add(out, key, klen, value != NULL ? value : "", vlen, FIELD_STRING);
+		rc = 0;
 	}
-	fields_add(out, key, klen, value, vlen, FIELD_STRING);
 	free(key);
 	free(value);
-	return 0;
+	return rc;
 }
 
 int
@@ -106,10 +127,9 @@ decode_form(const char *buf, size_t len, struct fields *out, char *err, size_t e
 			return decode_fail(
 			    err, errlen, "too many fields (more than %d)", WEBHOOK_MAX_FIELDS);
 		}
-		if (seglen > 0 && decode_pair(p, seglen, out) == -1) {
+		if (seglen > 0 && decode_pair(p, seglen, npairs, out, err, errlen) == -1) {
 			fields_free(out);
-			return decode_fail(
-			    err, errlen, "bad percent-encoding in field %zu", npairs);
+			return -1;
 		}
 		if (amp == NULL)
 			break;
@@ -117,6 +137,43 @@ decode_form(const char *buf, size_t len, struct fields *out, char *err, size_t e
 	if (out->n == 0)
 		return decode_fail(err, errlen, "no fields");
 	return 0;
+}
+
+/* Whether the N bytes at v name UTF-8 or its subset US-ASCII. */
+static int
+decode_charset_name_ok(const char *v, size_t n)
+{
+	static const char *const names[] = { "utf-8", "utf8", "us-ascii" };
+	size_t i;
+
+	for (i = 0; i < sizeof names / sizeof names[0]; i++) {
+		if (strlen(names[i]) == n && strncasecmp(v, names[i], n) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+int
+decode_charset_ok(const char *ct)
+{
+	const char *p, *v;
+	int quoted;
+
+	for (p = ct != NULL ? strchr(ct, ';') : NULL; p != NULL; p = strchr(p, ';')) {
+		p++;
+		p += strspn(p, " \t");
+		if (strncasecmp(p, "charset", 7) != 0)
+			continue;
+		v = p + 7 + strspn(p + 7, " \t");
+		if (*v++ != '=')
+			continue;
+		v += strspn(v, " \t");
+		if ((quoted = *v == '"'))
+			v++;
+		if (!decode_charset_name_ok(v, strcspn(v, quoted ? "\"" : "; \t")))
+			return 0;
+	}
+	return 1;
 }
 
 static void

@@ -269,6 +269,12 @@ http_dispatch(struct http_ctx *c, const char *path, const char *addr)
 		http_reply(c, 415, "unsupported content type");
 		return;
 	}
+	if (format != FORMAT_GET &&
+	    !decode_charset_ok(
+		evhttp_find_header(evhttp_request_get_input_headers(c->req), "Content-Type"))) {
+		http_reply(c, 415, "unsupported charset (only utf-8)");
+		return;
+	}
 	http_webhook(c, kind, format, addr);
 }
 

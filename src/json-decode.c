@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * Webhook JSON bodies: one object or a bounded array of objects, each turned into a struct
- * fields (top-level members; nested objects and arrays kept as compact JSON text).
+ * fields (top-level members; nested objects and arrays kept as compact JSON text), refusing
+ * what could not be kept exactly.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "json-internal.h"
 #include "webhook.h"
@@ -69,9 +71,74 @@ json_check_events(const struct json_node *root, char *err, size_t errlen)
 	return 0;
 }
 
-/* The members of one event object as fields; -1 when there are too many. */
+/* The value of the four hex digits at s (valid JSON has them after a \u). */
+static unsigned int
+json_hex4(const char *s)
+{
+	char tmp[5];
+
+	memcpy(tmp, s, 4);
+	tmp[4] = '\0';
+	return (unsigned int)strtoul(tmp, NULL, 16);
+}
+
+/* Why the \u escape at p (end - p bytes left) cannot be kept exactly, or NULL and its
+ * length (12 for a surrogate pair) in *skip. */
+static const char *
+json_escape_problem(const char *p, const char *end, size_t *skip)
+{
+	unsigned int cp;
+
+	*skip = 6;
+	if (end - p < 6)
+		return "a truncated \\u escape";
+	cp = json_hex4(p + 2);
+	if (cp == 0)
+		return "\\u0000 (a NUL character)";
+	if (cp >= 0xdc00 && cp <= 0xdfff)
+		return "an unpaired low surrogate escape";
+	if (cp < 0xd800 || cp > 0xdbff)
+		return NULL;
+	if (end - p < 12 || p[6] != '\\' || p[7] != 'u')
+		return "an unpaired high surrogate escape";
+	cp = json_hex4(p + 8);
+	if (cp < 0xdc00 || cp > 0xdfff)
+		return "an unpaired high surrogate escape";
+	*skip = 12;
+	return NULL;
+}
+
+/*
+ * yajl turns \u0000 into a NUL byte (which would cut names and columns), an unpaired high
+ * surrogate into '?' and a high surrogate before any other \u escape into some unrelated
+ * character, so two different keys could become one: refuse those. Runs on text yajl
+ * accepted, where every backslash starts an escape inside a string.
+ */
 static int
-json_object_fields(const struct json_node *obj, struct fields *out, char *err, size_t errlen)
+json_check_escapes(const char *buf, size_t len, char *err, size_t errlen)
+{
+	const char *p = buf, *end = buf + len, *why;
+	size_t skip;
+
+	while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL && end - p >= 2) {
+		if (p[1] != 'u') {
+			p += 2;
+			continue;
+		}
+		if ((why = json_escape_problem(p, end, &skip)) != NULL) {
+			json_error(err, errlen, "JSON string at byte %zu holds %s",
+			    (size_t)(p - buf), why);
+			return -1;
+		}
+		p += skip;
+	}
+	return 0;
+}
+
+/* The members of event object N as fields; -1 when there are too many or a key repeats. */
+static int
+json_object_fields(
+    const struct json_node *obj, size_t n, struct fields *out, char *err, size_t errlen)
 {
 	size_t i;
 
@@ -79,8 +146,14 @@ json_object_fields(const struct json_node *obj, struct fields *out, char *err, s
 		json_error(err, errlen, "too many fields (more than %d)", WEBHOOK_MAX_FIELDS);
 		return -1;
 	}
-	for (i = 0; i < obj->n; i++)
+	for (i = 0; i < obj->n; i++) {
+		if (fields_get(out, obj->m[i].key) != NULL) {
+			json_error(err, errlen, "JSON object %zu: key %zu repeats an earlier key",
+			    n, i + 1);
+			return -1;
+		}
 		json_member_field(out, &obj->m[i]);
+	}
 	return 0;
 }
 
@@ -108,7 +181,8 @@ json_decode_objects(
 	*nout = 0;
 	if ((root = json_parse_tree(buf, len, err, errlen)) == NULL)
 		return -1;
-	if (json_check_events(root, err, errlen) == -1) {
+	if (json_check_escapes(buf, len, err, errlen) == -1 ||
+	    json_check_events(root, err, errlen) == -1) {
 		json_node_free(root);
 		return -1;
 	}
@@ -116,7 +190,7 @@ json_decode_objects(
 	v = xcalloc(n, sizeof *v);
 	for (i = 0; i < n; i++) {
 		obj = root->type == JSON_OBJECT ? root : root->m[i].value;
-		if (json_object_fields(obj, &v[i], err, errlen) == -1)
+		if (json_object_fields(obj, i + 1, &v[i], err, errlen) == -1)
 			break;
 	}
 	json_node_free(root);

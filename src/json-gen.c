@@ -50,6 +50,17 @@ json_utf8_len(const unsigned char *s, size_t n)
 	return need + 1;
 }
 
+int
+json_utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, k;
+
+	while (i < len && (k = json_utf8_len(u + i, len - i)) != 0)
+		i += k;
+	return i == len;
+}
+
 /* A copy of s with each ill-formed byte replaced by U+FFFD, or NULL when s is clean. */
 static char *
 json_utf8_clean(const char *s, size_t len, size_t *outlen)

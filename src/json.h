@@ -9,6 +9,8 @@
 /*
  * Parse a webhook JSON body: one object or a non-empty array of objects.
  * Each object becomes one struct fields (top-level keys; nested values kept as JSON text).
+ * Refused, so that every name and value is kept exactly: a \u0000 escape or an unpaired
+ * surrogate escape anywhere, and a key repeated in an event object.
  * Returns 0, or -1 with a reason in err.
  */
 int json_decode_objects(
@@ -16,6 +18,9 @@ int json_decode_objects(
 
 /* Serialise fields as one JSON object, keeping each field's type. Caller frees. */
 char *json_fields_object(const struct fields *);
+
+/* Whether s is well-formed UTF-8 (no overlongs, no surrogates; NUL counts as valid). */
+int json_utf8_valid(const char *s, size_t len);
 
 /* Quote a string as a JSON string literal (with the quotes). Caller frees. */
 char *json_quote(const char *s, size_t len);

@@ -149,6 +149,49 @@ def test_config_errors():
            ["exit %r" % rc, "stderr %r" % err[-800:]])
 
 
+def test_config_cannot_work():
+    """Values that parse but could never work (issue 7.11): -t exits 78 and names each one
+    with FILE:LINE, before the store is touched; start-up refuses them the same way."""
+    from harness import tests_data
+    conf = os.path.join(tests_data(), "conf", "bad-checks.conf")
+    rc, out, err = relayd(["-t", "-c", conf], "bad-checks.conf")
+    want = ((3, 'listen: invalid IPv4 address: "999.1.1.1:80"'),
+            (3, 'listen: host names are not accepted'),
+            (4, "max_body_size: must be at most 64m"),
+            (8, "public_url: must not have a query string or fragment"),
+            (9, "api_url: invalid URL: Bad IPv6 address"),
+            (11, "url: invalid URL: No host part in the URL"),
+            (12, "retry_schedule: step 2 is 0"),
+            (13, "match_from: invalid glob: unterminated '['"),
+            (17, 'exec: cannot run "/nonexistent/relay-script": No such file or directory'),
+            (19, 'exec: cannot run "/": not a regular file'),
+            (21, 'exec: cannot run "/etc/passwd": not executable'))
+    missing = ["%s:%d: %s" % (conf, n, m) for n, m in want
+               if "%s:%d: %s" % (conf, n, m) not in err]
+    tap.ok(rc == 78 and not missing, "-t -c bad-checks.conf: exit 78, every error as FILE:LINE",
+           ["exit %r" % rc, "missing %r" % missing, "stderr %r" % err[-3000:]])
+    tap.ok(not os.path.exists("/tmp/clicksend-relay-bad-checks"),
+           "-t with a bad config creates no store")
+
+    # a script that is not executable yet: refused, then accepted once it is
+    tmp = tap.mkdtemp()
+    script = os.path.join(tmp, "relay.sh")
+    with open(script, "w") as f:
+        f.write("#!/bin/sh\nexit 0\n")
+    os.chmod(script, 0o644)
+    conf = write_conf(tmp, "[server]\nlisten = 127.0.0.1:%d\n[store]\npath = %s\n"
+                      "[relay:script]\nexec = %s\n" % (free_port(), os.path.join(tmp, "e.db"),
+                                                       script))
+    rc, out, err = relayd(["-c", conf], "exec not executable (run)")
+    tap.ok(rc == 78 and '%s:6: exec: cannot run "%s": not executable' % (conf, script) in err,
+           "starting with an exec that is not executable exits 78 with FILE:LINE",
+           ["exit %r" % rc, "stderr %r" % err[-800:]])
+    os.chmod(script, 0o755)
+    rc, out, err = relayd(["-t", "-c", conf], "exec executable")
+    tap.ok(rc == 0, "the same config passes -t once the script is executable",
+           ["exit %r" % rc, "stderr %r" % err[-800:]])
+
+
 def test_valid_configs():
     """Valid spellings are accepted: -t exits 0 (SPEC section 3)."""
     tmp = tap.mkdtemp()
@@ -577,6 +620,7 @@ def test_store_failure():
 def main():
     tap.run(test_command_line)
     tap.run(test_config_errors)
+    tap.run(test_config_cannot_work)
     tap.run(test_valid_configs)
     tap.run(test_store_errors)
     tap.run(test_listen_busy)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: ISC */
 /* Unit tests for config.c: defaults, every key, every error class with its FILE:LINE. */
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -299,7 +300,7 @@ START_TEST(test_good)
 
 	ck_assert_ptr_nonnull(r = config_relay_find(c, "opt_out-2"));
 	ck_assert_ptr_null(r->url);
-	ck_assert_str_eq(r->exec, "/usr/local/libexec/opt-out");
+	ck_assert_str_eq(r->exec, "/bin/true");
 	ck_assert_uint_eq(r->nargs, 2);
 	ck_assert_str_eq(r->args[0], "--list");
 	ck_assert_str_eq(r->args[1], "marketing");
@@ -381,6 +382,91 @@ START_TEST(test_bad_values)
 	EXPECT_ERRS(want);
 	ck_assert(!errs_mention("not a token"));
 	ck_assert(!errs_mention("sekrit"));
+}
+END_TEST
+
+START_TEST(test_bad_checks)
+{
+	/* values that parse but could never work, each with its line */
+	static const struct want want[] = {
+		{ 3, "listen: invalid IPv4 address: \"999.1.1.1:80\"" },
+		{ 3,
+		    "listen: host names are not accepted, use an address (127.0.0.1, [::1], "
+		    "0.0.0.0): \"localhost:80\"" },
+		{ 3, "listen: invalid IPv4 address: \"1.2.3:80\"" },
+		{ 3, "listen: invalid port: \"127.0.0.1:65536\"" },
+		{ 4, "max_body_size: must be at most 64m" },
+		{ 8, "public_url: must not have a query string or fragment" },
+		{ 9, "api_url: invalid URL: Bad IPv6 address" },
+		{ 11, "url: invalid URL: No host part in the URL" },
+		{ 12, "retry_schedule: step 2 is 0 (each must be more than 0)" },
+		{ 13, "match_from: invalid glob: unterminated '[' (write \\[ for a literal one)" },
+		{ 14, "match_to: invalid glob: ends in a lone backslash" },
+		{ 15, "match_body: invalid glob: unknown character class" },
+		{ 17, "exec: cannot run \"/nonexistent/relay-script\": No such file or directory" },
+		{ 19, "exec: cannot run \"/\": not a regular file" },
+		{ 21, "exec: cannot run \"/etc/passwd\": not executable" },
+		{ 23, "url: invalid URL: port 0 cannot be used" },
+		{ 25,
+		    "url: invalid URL: Port number was not a decimal number between 0 and 65535" },
+		{ 27, "url: invalid URL: Bad IPv6 address" },
+	};
+
+	ck_assert_ptr_null(load(CONF_DIR "bad-checks.conf"));
+	EXPECT_ERRS(want);
+	ck_assert(!errs_mention("token=x"));
+}
+END_TEST
+
+/* Checked values: what passes, and the URL, glob and exec checks one at a time. */
+START_TEST(test_checks)
+{
+	struct config *c;
+	char text[512], script[64], want[256];
+	FILE *f;
+
+	c = expect_ok("[server]\nmax_body_size = 64m\n[clicksend]\n"
+		      "public_url = https://[::1]:8443/a/b/\napi_url = http://10.0.0.1:8080\n"
+		      "[relay:a]\nurl = https://user:pw@x.example/p?q=1#f\nexec =\n"
+		      "match_from = +61[45]*\nmatch_to = [!0]*[[:digit:]]\n"
+		      "match_body = *\\[urgent]* []x]*\nretry_schedule = 1ms\n"
+		      "[relay:b]\nexec = /bin/true\n");
+	ck_assert_uint_eq(c->max_body_size, 64u << 20);
+	ck_assert_str_eq(c->public_url, "https://[::1]:8443/a/b");
+	ck_assert_str_eq(c->relays[0].match_body, "*\\[urgent]* []x]*");
+	config_free(c);
+	expect_one("[clicksend]\npublic_url = https://h.example/x#frag\n", 2,
+	    "public_url: must not have a query string or fragment");
+	expect_one("[clicksend]\napi_url = https://h.example/v3?\n", 2,
+	    "api_url: must not have a query string or fragment");
+	expect_one(
+	    "[relay:a]\nurl = http://:80/\n", 2, "url: invalid URL: No host part in the URL");
+	expect_one("[relay:a]\nurl = http://h.example:x/\n", 2,
+	    "url: invalid URL: Port number was not a decimal number between 0 and 65535");
+	expect_one("[relay:a]\nurl = http://h%00x.example/\n", 2, "url: invalid URL: Bad hostname");
+	expect_one("[relay:a]\nurl = http://h/\nretry_schedule = 0\n", 3,
+	    "retry_schedule: step 1 is 0 (each must be more than 0)");
+	expect_one("[relay:a]\nurl = http://h/\nmatch_from = [\n", 3,
+	    "match_from: invalid glob: unterminated '[' (write \\[ for a literal one)");
+	expect_one("[relay:a]\nurl = http://h/\nmatch_to = [!]\n", 3,
+	    "match_to: invalid glob: unterminated '[' (write \\[ for a literal one)");
+	expect_one("[relay:a]\nurl = http://h/\nmatch_body = [[:alpha:]\n", 3,
+	    "match_body: invalid glob: unterminated '[' (write \\[ for a literal one)");
+	/* a script of ours: refused until it is executable */
+	snprintf(script, sizeof script, "%s/relay.sh", tmpdir);
+	ck_assert_ptr_nonnull(f = fopen(script, "w"));
+	fputs("#!/bin/sh\nexit 0\n", f);
+	fclose(f);
+	ck_assert_int_eq(chmod(script, 0644), 0);
+	snprintf(text, sizeof text, "[relay:a]\nexec = %s\n", script);
+	snprintf(want, sizeof want, "exec: cannot run \"%s\": not executable", script);
+	expect_one(text, 2, want);
+	ck_assert_int_eq(chmod(script, 0755), 0);
+	config_free(expect_ok(text));
+	ck_assert_int_eq(unlink(script), 0);
+	expect_one("[relay:a]\nexec = /dev/null\n", 2,
+	    "exec: cannot run \"/dev/null\": not a regular file");
+	expect_one("[relay:a]\nexec = /etc\n", 2, "exec: cannot run \"/etc\": not a regular file");
 }
 END_TEST
 
@@ -481,11 +567,32 @@ END_TEST
 
 START_TEST(test_listen)
 {
-	struct config *c = expect_ok("[server]\nlisten = 0.0.0.0:65535 localhost:1 [::]:0 "
-				     "unix:/run/x.sock host-1.example.com:80\n");
+	struct config *c = expect_ok(
+	    "[server]\nlisten = 0.0.0.0:65535 127.0.0.1:1 [::]:0 unix:/run/x.sock [::1]:80\n");
+	char longpath[200];
 
 	ck_assert_uint_eq(c->nlisten, 5);
 	config_free(c);
+	/* addresses only: a name would be looked up at every load, reload included */
+	expect_one("[server]\nlisten = localhost:1\n", 2,
+	    "listen: host names are not accepted, use an address (127.0.0.1, [::1], 0.0.0.0): "
+	    "\"localhost:1\"");
+	expect_one("[server]\nlisten = host-1.example.com:80\n", 2,
+	    "listen: host names are not accepted, use an address (127.0.0.1, [::1], 0.0.0.0): "
+	    "\"host-1.example.com:80\"");
+	expect_one("[server]\nlisten = 256.1.1.1:80\n", 2,
+	    "listen: invalid IPv4 address: \"256.1.1.1:80\"");
+	expect_one(
+	    "[server]\nlisten = 127.1:80\n", 2, "listen: invalid IPv4 address: \"127.1:80\"");
+	expect_one("[server]\nlisten = 1.2.3.4.5:80\n", 2,
+	    "listen: invalid IPv4 address: \"1.2.3.4.5:80\"");
+	expect_one("[server]\nlisten = [fe80::1%eth0]:80\n", 2,
+	    "listen: invalid IPv6 address: \"[fe80::1%eth0]:80\"");
+	snprintf(longpath, sizeof longpath, "[server]\nlisten = unix:/%0108d\n", 0);
+	expect_one(longpath, 2,
+	    "listen: unix socket path too long: \"unix:/"
+	    "000000000000000000000000000000000000000000000000000000"
+	    "000000000000000000000000000000000000000000000000000000\"");
 	expect_one(
 	    "[server]\nlisten = 1.2.3.4:65536\n", 2, "listen: invalid port: \"1.2.3.4:65536\"");
 	expect_one("[server]\nlisten = 1.2.3.4:\n", 2, "listen: missing port: \"1.2.3.4:\"");
@@ -496,7 +603,9 @@ START_TEST(test_listen)
 	    "[server]\nlisten = [::1]80\n", 2, "listen: expected [V6ADDR]:PORT: \"[::1]80\"");
 	expect_one(
 	    "[server]\nlisten = [nope]:80\n", 2, "listen: invalid IPv6 address: \"[nope]:80\"");
-	expect_one("[server]\nlisten = a_b:80\n", 2, "listen: invalid host: \"a_b:80\"");
+	expect_one("[server]\nlisten = a_b:80\n", 2,
+	    "listen: host names are not accepted, use an address (127.0.0.1, [::1], 0.0.0.0): "
+	    "\"a_b:80\"");
 	expect_one("[server]\nlisten = 1.2.3.4:+80\n", 2, "listen: invalid port: \"1.2.3.4:+80\"");
 	expect_one("[server]\nlisten =\n", 2, "listen: missing value");
 }
@@ -951,6 +1060,8 @@ config_suite(void)
 	tcase_add_test(tc, test_directory);
 	tcase_add_test(tc, test_bad_syntax);
 	tcase_add_test(tc, test_bad_values);
+	tcase_add_test(tc, test_bad_checks);
+	tcase_add_test(tc, test_checks);
 	tcase_add_test(tc, test_bad_relay);
 	tcase_add_test(tc, test_lines);
 	tcase_add_test(tc, test_long_lines);

@@ -92,6 +92,13 @@ assert_rejected(enum webhook_format format, const char *s, size_t len, const cha
 	ck_assert_msg(strstr(err, why) != NULL, "'%s': error '%s' lacks '%s'", s, err, why);
 }
 
+/* The same for a C string. */
+static void
+assert_rejected_str(enum webhook_format format, const char *s, const char *why)
+{
+	assert_rejected(format, s, strlen(s), why);
+}
+
 #define ck_assert_str_eq_or_null(a, b) do {				\
 	if ((b) == NULL)						\
 		ck_assert_ptr_null(a);					\
@@ -352,53 +359,53 @@ START_TEST(test_form_structure)
 	ck_assert_str_eq(fields_get(&ev->fields, "")->value, "v");
 	webhook_events_free(ev, 1);
 
-	/* a repeated name: the later value replaces the earlier one, in place */
-	ck_assert_int_eq(decode_form("a=1&b=2&a=3", 11, &fs, err, sizeof err), 0);
-	ck_assert_uint_eq(fs.n, 2);
-	ck_assert_str_eq(fs.v[0].name, "a");
-	ck_assert_str_eq(fs.v[0].value, "3");
-	fields_free(&fs);
+	/* a repeated name is refused, nothing is kept (the same value twice too) */
+	ck_assert_int_eq(decode_form("a=1&b=2&a=3", 11, &fs, err, sizeof err), -1);
+	ck_assert_str_eq(err, "field 3: name repeats an earlier field");
+	ck_assert_uint_eq(fs.n, 0);
+	ck_assert_ptr_null(fs.v);
+	assert_rejected(FORMAT_GET, "message_id=a&message_id=a", 25,
+	    "field 2: name repeats an earlier field");
+	/* "a" and "a%00" are not the same name, but the second holds a NUL */
+	assert_rejected(FORMAT_POST, "a=1&a%00=2", 10, "field 2: name holds a NUL byte");
+	/* names that differ only in percent-encoding are the same name */
+	assert_rejected(FORMAT_POST, "ab=1&a%62=2", 11, "field 2: name repeats");
 }
 END_TEST
 
 START_TEST(test_form_nul_bytes)
 {
-	static const char raw[] = "body=a%00b&from=x\0y&message_id=m%00";
-	struct webhook_event *evs;
-	const struct field *f;
-	struct json_doc *doc;
+	static const char raw[] = "body=ok&from=x\0y";
+	struct fields fs = { 0 };
 	char err[128];
-	int n;
 
-	n = decode_events(&webhook_kinds[KIND_SMS_INBOUND], FORMAT_POST, raw, sizeof raw - 1,
-	    &evs, err, sizeof err);
-	ck_assert_int_eq(n, 1);
-	f = fields_get(&evs[0].fields, "body");
-	ck_assert_uint_eq(f->len, 3);
-	ck_assert_int_eq(memcmp(f->value, "a\0b", 3), 0);
-	f = fields_get(&evs[0].fields, "from");
-	ck_assert_uint_eq(f->len, 3);
-	ck_assert_int_eq(memcmp(f->value, "x\0y", 3), 0);
-	/* the payload escapes NUL as \u0000 and stays one valid document */
-	ck_assert_ptr_nonnull(strstr(evs[0].payload, "\"a\\u0000b\""));
-	doc = payload_doc(&evs[0]);
-	json_doc_free(doc);
-	webhook_events_free(evs, 1);
+	/* a NUL in a name or value is refused (percent-encoded or raw), so no column, dedupe
+	 * key or field name can be cut short at it */
+	assert_rejected(FORMAT_POST, "message_id=dup%00x", 18, "field 1: value holds a NUL byte");
+	assert_rejected(FORMAT_GET, "body=x&message_id=%00", 21, "field 2: value holds a NUL byte");
+	assert_rejected(FORMAT_POST, "body=a&k%00x=v", 14, "field 2: name holds a NUL byte");
+	assert_rejected(FORMAT_POST, raw, sizeof raw - 1, "field 2: value holds a NUL byte");
+	ck_assert_int_eq(decode_form("%00", 3, &fs, err, sizeof err), -1);
+	ck_assert_str_eq(err, "field 1: name holds a NUL byte");
+	ck_assert_uint_eq(fs.n, 0);
 }
 END_TEST
 
-START_TEST(test_form_invalid_utf8_payload)
+START_TEST(test_form_invalid_utf8)
 {
 	struct webhook_event *ev;
-	const struct field *f;
 
-	/* kept as received in the field; the payload stays valid UTF-8 (U+FFFD) */
-	ev = decode_one(KIND_SMS_INBOUND, FORMAT_POST, "body=a%FFb%C0%80&x%FE=1");
-	f = fields_get(&ev->fields, "body");
-	ck_assert_uint_eq(f->len, 5);
-	ck_assert_ptr_nonnull(strstr(ev->payload,
-	    "\"a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd\""));
-	json_doc_free(payload_doc(ev));
+	/* refused rather than replaced by U+FFFD, which would make "x%FE" and "x%FF" one key */
+	assert_rejected(FORMAT_POST, "body=a%FFb", 10, "field 1: value is not valid UTF-8");
+	assert_rejected(FORMAT_POST, "a=1&x%FE=1&x%FF=2", 17, "field 2: name is not valid UTF-8");
+	assert_rejected(FORMAT_GET, "body=%C0%80", 11, "not valid UTF-8");	   /* overlong */
+	assert_rejected(FORMAT_GET, "body=%ED%A0%80", 14, "not valid UTF-8"); /* surrogate */
+	assert_rejected(FORMAT_GET, "body=%E2%82", 11, "not valid UTF-8");	   /* truncated */
+	assert_rejected(FORMAT_POST, "body=caf\xe9", 9, "field 1: value is not valid UTF-8");
+	/* well-formed UTF-8, raw or percent-encoded, passes as is */
+	ev = decode_one(KIND_SMS_INBOUND, FORMAT_POST, "body=caf\xc3\xa9+%F4%8F%BF%BF");
+	ck_assert_str_eq(ev->body, "caf\xc3\xa9 \xf4\x8f\xbf\xbf");
+	assert_payload_roundtrip(ev);
 	webhook_events_free(ev, 1);
 }
 END_TEST
@@ -568,17 +575,78 @@ END_TEST
 START_TEST(test_json_nul_in_string)
 {
 	struct webhook_event *ev;
-	const struct field *f;
 
-	ev = decode_one(KIND_SMS_INBOUND, FORMAT_JSON,
-	    "{\"body\":\"a\\u0000b\",\"k\\u0000x\":\"v\",\"body\":\"c\\u0000d\"}");
-	f = fields_get(&ev->fields, "body");
-	ck_assert_uint_eq(f->len, 3);
-	ck_assert_int_eq(memcmp(f->value, "c\0d", 3), 0);
-	/* a key holding NUL is cut there */
-	ck_assert_str_eq(fields_get(&ev->fields, "k")->value, "v");
-	ck_assert_ptr_nonnull(strstr(ev->payload, "\"body\":\"c\\u0000d\""));
+	/* \u0000 anywhere (a key, a value, nested) is refused */
+	assert_rejected_str(FORMAT_JSON, "{\"message_id\":\"dup\\u0000x\"}",
+	    "JSON string at byte 18 holds \\u0000 (a NUL character)");
+	assert_rejected_str(FORMAT_JSON, "{\"k\\u0000x\":\"v\"}", "byte 3 holds \\u0000");
+	assert_rejected_str(FORMAT_JSON, "[{\"a\":1},{\"o\":{\"k\":[\"\\u0000\"]}}]", "\\u0000");
+	/* an escaped backslash before "u0000" is just text */
+	ev = decode_one(KIND_SMS_INBOUND, FORMAT_JSON, "{\"body\":\"a\\\\u0000b\"}");
+	ck_assert_str_eq(ev->body, "a\\u0000b");
+	ck_assert_uint_eq(fields_get(&ev->fields, "body")->len, 8);
 	webhook_events_free(ev, 1);
+}
+END_TEST
+
+START_TEST(test_json_surrogates_exact)
+{
+	static const char *bad[][2] = {
+		{ "{\"\\ud800\":1,\"\\ud801\":2}", "byte 2 holds an unpaired high surrogate" },
+		{ "{\"a\":\"\\udc00\"}", "byte 6 holds an unpaired low surrogate" },
+		{ "{\"a\":\"\\ud800\\u0041\"}", "unpaired high surrogate" },
+		{ "{\"a\":\"x\\ud83d\"}", "unpaired high surrogate" },
+		{ "{\"a\":\"\\ud83d\\ude00\\ude00\"}", "unpaired low surrogate" },
+		{ "{\"a\":\"\\uDBFF\\n\"}", "unpaired high surrogate" },
+	};
+	struct webhook_event *ev;
+	size_t i;
+
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_rejected_str(FORMAT_JSON, bad[i][0], bad[i][1]);
+	/* pairs, in either case, are decoded exactly */
+	ev = decode_one(KIND_SMS_INBOUND, FORMAT_JSON,
+	    "{\"\\uD83D\\uDE00\":\"\\udbff\\udfff\",\"\\u00e9\":\"\\uffff\"}");
+	ck_assert_str_eq(fields_get(&ev->fields, "\xf0\x9f\x98\x80")->value, "\xf4\x8f\xbf\xbf");
+	ck_assert_str_eq(fields_get(&ev->fields, "\xc3\xa9")->value, "\xef\xbf\xbf");
+	assert_payload_roundtrip(ev);
+	webhook_events_free(ev, 1);
+}
+END_TEST
+
+START_TEST(test_json_repeated_keys)
+{
+	struct webhook_event *ev;
+
+	assert_rejected_str(FORMAT_JSON, "{\"message_id\":\"a\",\"b\":1,\"message_id\":\"b\"}",
+	    "JSON object 1: key 3 repeats an earlier key");
+	assert_rejected_str(FORMAT_JSON, "[{\"a\":1},{\"a\":1,\"a\":1}]",
+	    "JSON object 2: key 2 repeats an earlier key");
+	/* an escape spelling the same name is the same name */
+	assert_rejected_str(FORMAT_JSON, "{\"ab\":1,\"a\\u0062\":2}", "key 2 repeats");
+	/* nested objects are kept as JSON text, as sent */
+	ev = decode_one(KIND_SMS_INBOUND, FORMAT_JSON, "{\"o\":{\"x\":1,\"x\":2},\"p\":{\"x\":3}}");
+	ck_assert_str_eq(fields_get(&ev->fields, "o")->value, "{\"x\":1,\"x\":2}");
+	webhook_events_free(ev, 1);
+}
+END_TEST
+
+START_TEST(test_charset)
+{
+	static const char *ok[] = { NULL, "application/json", "application/json; charset=utf-8",
+		"application/x-www-form-urlencoded;charset=UTF-8",
+		"application/json; charset=\"utf-8\"", "application/json ; CHARSET = utf8",
+		"application/json; foo=bar; charset=us-ascii", "application/json; charsets=latin1" };
+	static const char *bad[] = { "application/json; charset=iso-8859-1",
+		"application/x-www-form-urlencoded; charset=windows-1252",
+		"application/json; charset=\"latin1\"", "application/json; charset=",
+		"application/json; charset=utf-8; charset=utf-16", "application/json; charset=utf-8x" };
+	size_t i;
+
+	for (i = 0; i < sizeof ok / sizeof ok[0]; i++)
+		ck_assert_msg(decode_charset_ok(ok[i]) == 1, "%s refused", ok[i]);
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		ck_assert_msg(decode_charset_ok(bad[i]) == 0, "%s accepted", bad[i]);
 }
 END_TEST
 
@@ -778,7 +846,7 @@ decode_suite(void)
 	tcase_add_test(tc, test_form_escapes);
 	tcase_add_test(tc, test_form_structure);
 	tcase_add_test(tc, test_form_nul_bytes);
-	tcase_add_test(tc, test_form_invalid_utf8_payload);
+	tcase_add_test(tc, test_form_invalid_utf8);
 	tcase_add_test(tc, test_form_rejected);
 	tcase_add_test(tc, test_json_array);
 	tcase_add_test(tc, test_json_rejected);
@@ -786,6 +854,9 @@ decode_suite(void)
 	tcase_add_test(tc, test_json_numbers_as_written);
 	tcase_add_test(tc, test_json_null_nested_kept);
 	tcase_add_test(tc, test_json_nul_in_string);
+	tcase_add_test(tc, test_json_surrogates_exact);
+	tcase_add_test(tc, test_json_repeated_keys);
+	tcase_add_test(tc, test_charset);
 	tcase_add_test(tc, test_dedupe_keys);
 	tcase_add_test(tc, test_event_finish_again);
 	tcase_add_test(tc, test_json_quote_and_gen);
