@@ -274,18 +274,22 @@ relayd_libevent_log(int severity, const char *msg)
 		log_debug("libevent: %s", msg);
 }
 
+/* The daemon takes the store's lock (one daemon per store); -t only checks the store.
+ * An exit status, or -1 when the store is open. */
 static int
-relayd_open_store(struct relayd *d)
+relayd_open_store(struct relayd *d, int check)
 {
+	const char *file = d->cfg->store_path;
+	int full = d->cfg->synchronous_full;
 	char *cause = NULL;
 
-	if ((d->store = store_open(d->cfg->store_path, d->cfg->synchronous_full, &cause)) == NULL) {
-		fprintf(stderr, "clicksend-relayd: store %s\n", cause);
-		log_error("store %s", cause);
-		free(cause);
+	d->store = check ? store_open(file, full, &cause) : store_open_daemon(file, full, &cause);
+	if (d->store != NULL)
 		return -1;
-	}
-	return 0;
+	fprintf(stderr, "clicksend-relayd: store %s\n", cause);
+	log_error("store %s", cause);
+	free(cause);
+	return errno == EBUSY ? EX_UNAVAILABLE_ : EX_CANTCREAT_;
 }
 
 static void
@@ -409,9 +413,9 @@ main(int argc, char **argv)
 		return EX_CONFIG_;
 	if (!(d.debug = o.debug))
 		log_set_level(d.cfg->log_level);
-	if (relayd_open_store(&d) == -1) {
+	if ((rc = relayd_open_store(&d, o.check)) != -1) {
 		relayd_free(&d);
-		return EX_CANTCREAT_;
+		return rc;
 	}
 	if (o.check) {
 		printf("%s: configuration OK, store %s ready\n", o.file, d.cfg->store_path);

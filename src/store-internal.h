@@ -22,6 +22,7 @@ enum store_stmt {
 struct store {
 	sqlite3 *db;
 	char *path;
+	int lock_fd; /* the daemon's lock on "<path>.lock", or -1 */
 	sqlite3_stmt *stmt[STMT_COUNT];
 	char err[256];
 };

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: ISC */
-/* The SQLite event store: opening and migrating the schema, the prepared statements of
- * the write path, transactions and health. The only file that includes sqlite3.h
- * along with its sibling store-*.c files. */
+/* The SQLite event store: opening and migrating the schema, the daemon's lock on it, the
+ * prepared statements of the write path, transactions and health. The only file that
+ * includes sqlite3.h along with its sibling store-*.c files. */
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "store-internal.h"
@@ -184,17 +186,75 @@ store_make_parent(const char *path)
 	free(copy);
 }
 
-struct store *
-store_open(const char *path, int synchronous_full, char **cause)
+/* The pid a running daemon wrote into its lock file, or 0 when unknown. */
+static long
+store_lock_holder(int fd)
+{
+	char buf[32];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
+/*
+ * One daemon per store: an open file description lock on "<path>.lock", held until the
+ * store closes (or the process dies). A separate file, because SQLite closes and reopens
+ * the database file's descriptors, and a lock on it would interfere with its own. The
+ * file keeps the holder's pid for the message of the next one; it is never removed.
+ * 0, -1 on an error, -2 when another process holds the lock.
+ */
+static int
+store_lock(struct store *st, char **cause)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	char *lock, pid[32];
+	long holder;
+	int busy = 0;
+
+	xasprintf(&lock, "%s.lock", st->path);
+	if ((st->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1) {
+		xasprintf(cause, "%s: cannot open the lock file %s: %s", st->path, lock,
+		    strerror(errno));
+	} else if (fcntl(st->lock_fd, F_OFD_SETLK, &fl) == -1) {
+		if ((holder = store_lock_holder(st->lock_fd)) > 0)
+			snprintf(pid, sizeof(pid), "pid %ld, ", holder);
+		else
+			pid[0] = '\0';
+		xasprintf(cause, "%s: in use by another clicksend-relayd (%slock file %s)",
+		    st->path, pid, lock);
+		busy = 1;
+	} else {
+		snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+		if (ftruncate(st->lock_fd, 0) == -1 || pwrite(st->lock_fd, pid, strlen(pid), 0) == -1)
+			log_debug("store: %s: %s", lock, strerror(errno));
+		free(lock);
+		return 0;
+	}
+	free(lock);
+	return busy ? -2 : -1;
+}
+
+static struct store *
+store_open_with(const char *path, int synchronous_full, int lock, char **cause)
 {
 	struct store *st = xcalloc(1, sizeof(*st));
-	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, rc;
 
 	st->path = xstrdup(path);
+	st->lock_fd = -1;
 	store_make_parent(path);
+	if (lock && (rc = store_lock(st, cause)) < 0) {
+		store_close(st);
+		errno = rc == -2 ? EBUSY : 0;
+		return NULL;
+	}
 	if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK) {
 		xasprintf(cause, "%s: %s", path, st->db ? sqlite3_errmsg(st->db) : "out of memory");
 		store_close(st);
+		errno = 0;
 		return NULL;
 	}
 	sqlite3_extended_result_codes(st->db, 1);
@@ -202,9 +262,22 @@ store_open(const char *path, int synchronous_full, char **cause)
 	    store_prepare(st) == -1) {
 		xasprintf(cause, "%s: %s", path, st->err[0] ? st->err : sqlite3_errmsg(st->db));
 		store_close(st);
+		errno = 0;
 		return NULL;
 	}
 	return st;
+}
+
+struct store *
+store_open(const char *path, int synchronous_full, char **cause)
+{
+	return store_open_with(path, synchronous_full, 0, cause);
+}
+
+struct store *
+store_open_daemon(const char *path, int synchronous_full, char **cause)
+{
+	return store_open_with(path, synchronous_full, 1, cause);
 }
 
 void
@@ -218,6 +291,8 @@ store_close(struct store *st)
 		sqlite3_finalize(st->stmt[i]);
 	if (st->db != NULL)
 		sqlite3_close_v2(st->db);
+	if (st->lock_fd != -1)
+		close(st->lock_fd);
 	free(st->path);
 	free(st);
 }

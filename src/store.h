@@ -16,6 +16,10 @@ extern const struct store_writer_ops store_write_ops;
 
 /* Open (creating and migrating) the store. NULL with a reason in cause on failure. */
 struct store *store_open(const char *path, int synchronous_full, char **cause);
+/* The same for the daemon, which first takes the store's lock ("<path>.lock"): one daemon
+ * per store. When another process holds it: NULL, errno EBUSY and a cause naming the
+ * store, the holder's pid and the lock file. Other failures leave errno 0. */
+struct store *store_open_daemon(const char *path, int synchronous_full, char **cause);
 void store_close(struct store *);
 const char *store_path(const struct store *);
 /* How long a statement waits for another process's lock (default 5 s; the daemon's loop

@@ -320,6 +320,37 @@ def test_listen_busy():
         s.close()
 
 
+def test_second_instance():
+    """One daemon per store: a second one on the same store exits with a clear message and
+    leaves the first one's unix socket and listener alone."""
+    d = Daemon(tap, start=False, name="first")
+    sock = os.path.join(d.dir, "relay.sock")
+    d.reconfigure(server={"listen": "127.0.0.1:%d unix:%s" % (d.port, sock)})
+    d.start()
+    try:
+        secs = {"server": {"listen": "127.0.0.1:%d unix:%s" % (free_port(), sock),
+                           "base_path": "/clicksend"},
+                "store": {"path": d.db}}
+        conf = write_conf(d.dir, render_config(secs), name="second.conf")
+        rc, out, err = relayd(["-c", conf], "second instance", timeout=10)
+        tap.check_eq(rc, 69, "a second daemon on the same store exits 69", err[-800:])
+        tap.ok(re.search(r"in use by another clicksend-relayd \(pid %d" % d.proc.pid, err),
+               "its message names the store and the first daemon's pid", err[-800:])
+        tap.ok(os.path.exists(sock), "the first daemon's unix socket is still there")
+        r = d.request("POST", IN, "message_id=second-1&body=x", {"Content-Type": FORM})
+        tap.check_eq(r.status, 200, "the first daemon still serves")
+        rc, out, err = relayd(["-c", conf, "-t"], "second -t", timeout=10)
+        tap.check_eq(rc, 0, "-t on a store in use still checks it (exit 0)", err[-800:])
+    finally:
+        d.close()
+    d2 = Daemon(tap, tmpdir=d.dir, store={"path": d.db}, name="after-first")
+    try:
+        tap.check_eq(d2.get("/healthz").status, 200,
+                     "once the first daemon is gone, the next one takes the store")
+    finally:
+        d2.close()
+
+
 # --------------------------------------------------------------------------- signals
 
 def test_signals():
@@ -624,6 +655,7 @@ def main():
     tap.run(test_valid_configs)
     tap.run(test_store_errors)
     tap.run(test_listen_busy)
+    tap.run(test_second_instance)
     tap.run(test_signals)
     tap.run(test_sigterm_in_flight)
     tap.run(test_sighup)
