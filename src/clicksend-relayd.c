@@ -18,6 +18,8 @@
 #include "outbox.h"
 #include "provision.h"
 #include "route.h"
+#include "store-jobs.h"
+#include "store-writer.h"
 #include "store.h"
 #include "systemd.h"
 #include "version.h"
@@ -40,14 +42,22 @@
 #define RELAYD_SHUTDOWN_GRACE_MS 1000
 #define RELAYD_RETENTION_EVERY	 60 /* ticks */
 #define RELAYD_RETENTION_BATCH	 1000
-/* A lock held by another process (sqlite3 shell, the operator tool) must not stall the
- * loop: past this wait a commit fails and the request gets 503 + Retry-After. */
-#define RELAYD_STORE_BUSY_MS 250
+#define RELAYD_PROBE_EVERY	 5 /* ticks: the writer's health probe when it is idle */
+/* A lock held by another process (sqlite3 shell, the operator tool) makes the writer
+ * wait this long, then the batch fails and its requests get 503 + Retry-After. The
+ * loop never waits: its reads use a handle of their own, which gives up quickly. */
+#define RELAYD_WRITER_BUSY_MS 2000
+#define RELAYD_READ_BUSY_MS   100
+#define RELAYD_WRITER_BATCH   512
+/* Webhooks waiting on the writer past this many are refused with 503 at once. */
+#define RELAYD_WRITER_QUEUE 8192
 
 struct relayd {
 	struct event_base *base;
 	struct config *cfg;
-	struct store *store;
+	struct store *store;  /* the loop's reads */
+	struct store *wstore; /* the writer thread's */
+	struct store_writer *writer;
 	struct ingest *ingest;
 	struct http *http;
 	struct outbox *outbox; /* owns the configs */
@@ -59,6 +69,7 @@ struct relayd {
 	unsigned ticks;
 	int debug; /* -d: debug logging whatever the config says */
 	int stopping;
+	int retention_running; /* a retention batch is with the writer */
 };
 
 static void
@@ -91,20 +102,33 @@ relayd_tv(uint64_t ms)
 	return tv;
 }
 
+static void relayd_retention(struct relayd *);
+
+/* A full batch means more is due: the next one goes at once, so retention keeps up with
+ * any rate while each batch stays a short transaction. */
+static void
+relayd_retention_done(int n, const char *err, void *arg)
+{
+	struct relayd *d = arg;
+
+	d->retention_running = 0;
+	if (n > 0)
+		log_info("retention: deleted %d event(s)", n);
+	if (n == RELAYD_RETENTION_BATCH && !d->stopping)
+		relayd_retention(d);
+}
+
 /* Deletes old events whose deliveries are all done, a bounded batch at a time. */
 static void
 relayd_retention(struct relayd *d)
 {
 	char before[32];
-	int n;
 
-	if (d->cfg->retention_ms == 0)
+	if (d->cfg->retention_ms == 0 || d->retention_running)
 		return;
 	store_time_text(before, -(int64_t)d->cfg->retention_ms);
-	if ((n = store_retention(d->store, before, RELAYD_RETENTION_BATCH)) == -1)
-		log_warnx("retention: %s", store_errmsg(d->store));
-	else if (n > 0)
-		log_info("retention: deleted %d event(s) received before %s", n, before);
+	d->retention_running = 1;
+	store_jobs_retention(d->writer, before, RELAYD_RETENTION_BATCH, relayd_retention_done, d);
 }
 
 /*
@@ -112,7 +136,8 @@ relayd_retention(struct relayd *d)
  * - ping the systemd watchdog when WATCHDOG_USEC is set;
  * - wake the outbox, so retries fall due and rows changed by the operator tool
  *   (retry, replay) are picked up within a second or two;
- * - on the first tick and then once a minute, apply the store's retention.
+ * - on the first tick and then once a minute, apply the store's retention;
+ * - every few seconds with nothing else to write, probe that the store commits.
  */
 static void
 relayd_tick(evutil_socket_t fd, short what, void *arg)
@@ -124,6 +149,8 @@ relayd_tick(evutil_socket_t fd, short what, void *arg)
 	if (d->stopping)
 		return;
 	outbox_wake(d->outbox);
+	if (d->ticks % RELAYD_PROBE_EVERY == 0 && store_writer_queued(d->writer) == 0)
+		store_jobs_probe(d->writer);
 	if (d->ticks++ % RELAYD_RETENTION_EVERY == 0)
 		relayd_retention(d);
 }
@@ -135,7 +162,6 @@ relayd_stop_poll(evutil_socket_t fd, short what, void *arg)
 	struct timeval tv = relayd_tv(RELAYD_SHUTDOWN_POLL_MS);
 	uint64_t now = relayd_now_ms(d);
 
-	ingest_flush(d->ingest);
 	if ((http_in_flight(d->http) == 0 && outbox_in_flight(d->outbox) == 0 &&
 		now >= d->stop_grace_ms) ||
 	    now >= d->stop_deadline_ms) {
@@ -248,6 +274,8 @@ relayd_free(struct relayd *d)
 	struct event *evs[] = { d->sig_term, d->sig_int, d->sig_hup, d->tick, d->stop_poll };
 	size_t i;
 
+	if (d->writer != NULL)
+		store_writer_drain(d->writer); /* answers and outcomes still on their way */
 	http_free(d->http);
 	ingest_free(d->ingest);
 	provision_free(d->provision);
@@ -255,6 +283,8 @@ relayd_free(struct relayd *d)
 		outbox_free(d->outbox); /* and every config */
 	else
 		config_free(d->cfg);
+	store_writer_free(d->writer);
+	store_close(d->wstore);
 	for (i = 0; i < sizeof(evs) / sizeof(evs[0]); i++) {
 		if (evs[i] != NULL)
 			event_free(evs[i]);
@@ -274,8 +304,9 @@ relayd_libevent_log(int severity, const char *msg)
 		log_debug("libevent: %s", msg);
 }
 
-/* The daemon takes the store's lock (one daemon per store); -t only checks the store.
- * An exit status, or -1 when the store is open. */
+/* The daemon takes the store's lock (one daemon per store) on the writer's handle and
+ * opens a second one for the loop's reads; -t only checks the store. An exit status, or
+ * -1 when the store is open. */
 static int
 relayd_open_store(struct relayd *d, int check)
 {
@@ -283,7 +314,10 @@ relayd_open_store(struct relayd *d, int check)
 	int full = d->cfg->synchronous_full;
 	char *cause = NULL;
 
-	d->store = check ? store_open(file, full, &cause) : store_open_daemon(file, full, &cause);
+	if (check)
+		d->store = store_open(file, full, &cause);
+	else if ((d->wstore = store_open_daemon(file, full, &cause)) != NULL)
+		d->store = store_open(file, full, &cause);
 	if (d->store != NULL)
 		return -1;
 	fprintf(stderr, "clicksend-relayd: store %s\n", cause);
@@ -326,17 +360,35 @@ relayd_wake_outbox(void *arg)
 	outbox_wake(d->outbox);
 }
 
+/* libevent's default clock steps in 4 ms on this kind of kernel; retries and deadlines
+ * want the precise one. */
+static struct event_base *
+relayd_base_new(void)
+{
+	struct event_config *ec = event_config_new();
+	struct event_base *base;
+
+	if (ec == NULL)
+		return NULL;
+	event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+	base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	return base;
+}
+
 static int
 relayd_run(struct relayd *d)
 {
-	if ((d->base = event_base_new()) == NULL)
+	if ((d->base = relayd_base_new()) == NULL)
 		fatalx("event_base_new failed");
-	store_set_busy_timeout(d->store, RELAYD_STORE_BUSY_MS);
-	d->outbox = outbox_new(d->base, d->store, d->cfg);
-	d->ingest = ingest_new(d->base, d->store);
+	store_set_busy_timeout(d->wstore, RELAYD_WRITER_BUSY_MS);
+	store_set_busy_timeout(d->store, RELAYD_READ_BUSY_MS);
+	d->writer = store_writer_new(d->base, &store_write_ops, d->wstore, RELAYD_WRITER_BATCH);
+	d->outbox = outbox_new(d->base, d->store, d->writer, d->cfg);
+	d->ingest = ingest_new(d->writer, RELAYD_WRITER_QUEUE);
 	ingest_set_commit_hook(d->ingest, relayd_wake_outbox, d);
 	d->http = http_new(d->base, d->cfg, d->ingest, d->store);
-	d->provision = provision_new(d->base, d->store);
+	d->provision = provision_new(d->base, d->writer);
 	http_set_status_provider(d->http,
 	    &(struct http_status_provider){ .provisioning = relayd_provisioning,
 		.selftest = relayd_selftest,
@@ -352,7 +404,7 @@ relayd_run(struct relayd *d)
 	provision_start(d->provision, d->cfg);
 	if (event_base_dispatch(d->base) == -1)
 		return EX_SOFTWARE_;
-	ingest_flush(d->ingest);
+	store_writer_drain(d->writer);
 	log_notice("clicksend-relayd stopped");
 	return EX_OK_;
 }
@@ -407,6 +459,7 @@ main(int argc, char **argv)
 	if ((rc = relayd_options(argc, argv, &o)) != -1)
 		return rc;
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGXFSZ, SIG_IGN); /* a file size limit fails the write (EFBIG), not the daemon */
 	log_init(o.debug ? LOG_DEBUG : LOG_INFO, systemd_stderr_is_journal());
 	event_set_log_callback(relayd_libevent_log);
 	if ((d.cfg = config_load(o.file)) == NULL)

@@ -230,7 +230,8 @@ http_webhook(struct http_ctx *c, const struct webhook_kind *kind, int format, co
 		if (c->http->status.route != NULL)
 			c->http->status.route(c->http->status.arg, &evs[i]);
 	}
-	ingest_submit(c->http->ingest, evs, (size_t)n, http_stored_cb, c);
+	if (ingest_submit(c->http->ingest, evs, (size_t)n, http_stored_cb, c) == -1)
+		http_reply_headers(c, 503, "store busy, retry later", "Retry-After", "1");
 }
 
 static void

@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "http-internal.h"
+#include "ingest.h"
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
@@ -299,6 +300,9 @@ http_healthz(struct http_ctx *c)
 	long long pending = 0, dead = 0;
 	char err[256], *doc;
 	int ok = store_health(h->store, &pending, &dead, err, sizeof(err)) == 0;
+
+	if (ok && ingest_health(h->ingest, err, sizeof(err)) == -1)
+		ok = 0;
 
 	json_gen_map_open(g);
 	json_gen_kv_string(g, "store", ok ? "ok" : err);

@@ -1,59 +1,51 @@
 /* SPDX-License-Identifier: ISC */
-/* The write path between HTTP and the store. Requests queue their decoded events and
- * return; on the next loop turn one transaction commits every queued request (each in
- * its own savepoint) and only then is each request's callback told the outcome. So a
- * 200 can never leave before COMMIT returned, and a busy daemon groups its commits. */
+/* The write path between HTTP and the store. Each request's decoded events become one
+ * item of the store writer (one savepoint, so a bad request fails alone); the writer
+ * commits whatever is queued in one transaction off the loop, and only then is the
+ * request's callback told the outcome. So a 200 never leaves before COMMIT returned,
+ * and a busy daemon groups its commits. Also the writer's health for /healthz. */
+#include <stdio.h>
 #include <stdlib.h>
-#include <sys/queue.h>
-
-#include <event2/event.h>
+#include <string.h>
 
 #include "ingest.h"
 #include "log.h"
-#include "metrics.h"
+#include "store-writer.h"
 #include "store.h"
 #include "xmalloc.h"
 
+/* Past this wait for the writer the store counts as stuck (/healthz 503). */
+#define INGEST_STUCK_MS 1000
+
 struct ingest_req {
+	struct ingest *in;
 	struct webhook_event *evs;
 	size_t n;
-	int result;
+	size_t failed_at; /* writer side: the event whose insert failed */
 	ingest_done_cb cb;
 	void *arg;
-	TAILQ_ENTRY(ingest_req) entry;
 };
-TAILQ_HEAD(ingest_queue, ingest_req);
 
 struct ingest {
-	struct store *store;
-	struct event *commit_ev;
-	struct ingest_queue queue;
+	struct store_writer *writer;
+	size_t max_queue;
 	void (*hook)(void *);
 	void *hook_arg;
 };
 
-static void ingest_commit_cb(evutil_socket_t, short, void *);
-
 struct ingest *
-ingest_new(struct event_base *base, struct store *store)
+ingest_new(struct store_writer *writer, size_t max_queue)
 {
 	struct ingest *in = xcalloc(1, sizeof(*in));
 
-	in->store = store;
-	TAILQ_INIT(&in->queue);
-	in->commit_ev = event_new(base, -1, 0, ingest_commit_cb, in);
-	if (in->commit_ev == NULL)
-		fatalx("ingest: event_new failed");
+	in->writer = writer;
+	in->max_queue = max_queue;
 	return in;
 }
 
 void
 ingest_free(struct ingest *in)
 {
-	if (in == NULL)
-		return;
-	ingest_flush(in);
-	event_free(in->commit_ev);
 	free(in);
 }
 
@@ -64,91 +56,74 @@ ingest_set_commit_hook(struct ingest *in, void (*hook)(void *), void *arg)
 	in->hook_arg = arg;
 }
 
-void
-ingest_submit(struct ingest *in, struct webhook_event *evs, size_t n, ingest_done_cb cb, void *arg)
-{
-	struct ingest_req *r = xcalloc(1, sizeof(*r));
-
-	r->evs = evs;
-	r->n = n;
-	r->cb = cb;
-	r->arg = arg;
-	TAILQ_INSERT_TAIL(&in->queue, r, entry);
-	if (!event_pending(in->commit_ev, EV_TIMEOUT, NULL))
-		event_active(in->commit_ev, EV_TIMEOUT, 0);
-}
-
-/* One request's events inside a savepoint, so a bad one fails alone. */
+/* Writer thread: one request's events, inside the item's savepoint. */
 static int
-ingest_store_req(struct ingest *in, struct ingest_req *r)
+ingest_work(void *handle, void *arg)
 {
+	struct ingest_req *r = arg;
 	size_t i;
 
-	if (store_savepoint(in->store) == -1)
-		return -1;
 	for (i = 0; i < r->n; i++) {
-		if (store_event_insert(in->store, &r->evs[i]) == -1) {
-			log_warnx("store: insert failed: %s", store_errmsg(in->store));
-			store_rollback_savepoint(in->store);
+		if (store_event_insert(handle, &r->evs[i]) == -1) {
+			r->failed_at = i;
 			return -1;
 		}
 	}
-	return store_release(in->store);
+	return 0;
 }
 
-/* Runs the transaction over the whole queue; returns 1 when deliveries were added. */
-static int
-ingest_transaction(struct ingest *in, struct ingest_queue *q)
-{
-	struct ingest_req *r;
-	int ok = store_begin(in->store) == 0, added = 0;
-
-	if (!ok)
-		log_warnx("store: begin failed: %s", store_errmsg(in->store));
-	TAILQ_FOREACH(r, q, entry)
-		r->result = ok ? ingest_store_req(in, r) : -1;
-	if (ok && store_commit(in->store) == -1) {
-		log_warnx("store: commit failed: %s", store_errmsg(in->store));
-		TAILQ_FOREACH(r, q, entry)
-			r->result = -1;
-	}
-	TAILQ_FOREACH(r, q, entry) {
-		for (size_t i = 0; r->result == 0 && i < r->n; i++)
-			added |= !r->evs[i].duplicate && r->evs[i].nrelays > 0;
-	}
-	return added;
-}
-
+/* Loop: the batch holding this request ended. */
 static void
-ingest_run(struct ingest *in)
+ingest_done(int result, const char *err, void *arg)
 {
-	struct ingest_queue q;
-	struct ingest_req *r;
-	int added;
+	struct ingest_req *r = arg;
+	struct ingest *in = r->in;
+	int added = 0;
+	size_t i;
 
-	if (TAILQ_EMPTY(&in->queue))
-		return;
-	TAILQ_INIT(&q);
-	TAILQ_CONCAT(&q, &in->queue, entry);
-	added = ingest_transaction(in, &q);
-	while ((r = TAILQ_FIRST(&q)) != NULL) {
-		TAILQ_REMOVE(&q, r, entry);
-		r->cb(r->result, r->evs, r->n, r->arg);
-		webhook_events_free(r->evs, r->n);
-		free(r);
-	}
+	if (result == STORE_WRITER_FAILED)
+		log_warnx("store: insert of a %s event failed: %s", r->evs[r->failed_at].kind->name,
+		    err);
+	else if (result == STORE_WRITER_ABORTED)
+		log_warnx("store: commit failed: %s", err);
+	for (i = 0; result == STORE_WRITER_OK && i < r->n; i++)
+		added |= !r->evs[i].duplicate && r->evs[i].nrelays > 0;
+	r->cb(result == STORE_WRITER_OK ? 0 : -1, r->evs, r->n, r->arg);
+	webhook_events_free(r->evs, r->n);
+	free(r);
 	if (added && in->hook != NULL)
 		in->hook(in->hook_arg);
 }
 
-static void
-ingest_commit_cb(evutil_socket_t fd, short what, void *arg)
+int
+ingest_submit(struct ingest *in, struct webhook_event *evs, size_t n, ingest_done_cb cb, void *arg)
 {
-	ingest_run(arg);
+	struct ingest_req *r;
+
+	if (in->max_queue > 0 && store_writer_queued(in->writer) >= in->max_queue) {
+		webhook_events_free(evs, n);
+		return -1;
+	}
+	r = xcalloc(1, sizeof(*r));
+	r->in = in;
+	r->evs = evs;
+	r->n = n;
+	r->cb = cb;
+	r->arg = arg;
+	store_writer_submit(in->writer, ingest_work, ingest_done, r);
+	return 0;
 }
 
-void
-ingest_flush(struct ingest *in)
+int
+ingest_health(struct ingest *in, char *err, size_t errlen)
 {
-	ingest_run(in);
+	int64_t waiting;
+
+	if (store_writer_health(in->writer, err, errlen, &waiting) == -1)
+		return -1;
+	if (waiting > INGEST_STUCK_MS) {
+		snprintf(err, errlen, "store writer waiting for %lld ms", (long long)waiting);
+		return -1;
+	}
+	return 0;
 }

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: ISC */
 /* The outbox scheduler. It asks the store for due deliveries of each relay, keeps at
  * most `concurrency` attempts in flight per relay, hands each to the URL or script
- * relay, and records the outcome on the row. Rows are the only state that matters:
- * an attempt cut short by a crash or shutdown leaves its row pending, so it is tried
- * again after the next start (at-least-once, same webhook-id). */
+ * relay, and records the outcome on the row through the store writer. An attempt holds
+ * its slot until its outcome is committed; a failed record is kept and tried again
+ * after a back-off, never the attempt. Rows are the only state that survives: an
+ * attempt cut short by a crash or shutdown leaves its row pending, so it is tried again
+ * after the next start (at-least-once, same webhook-id). */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -19,16 +21,27 @@
 #include "metrics.h"
 #include "outbox.h"
 #include "relay.h"
+#include "store-writer.h"
 #include "store.h"
 #include "xmalloc.h"
 
 #define OUTBOX_TIMER_MAX_MS 1500 /* past that, the daemon's 1 s tick is soon enough */
+#define OUTBOX_RECORD_RETRY_MS 1000 /* a failed record is tried again after 1, 2, 4 ... */
+#define OUTBOX_RECORD_RETRY_MAX_MS 30000
 
 /* A config and the number of attempts started under it. */
 struct outbox_gen {
 	struct config *cfg;
 	int jobs;
 	TAILQ_ENTRY(outbox_gen) entry;
+};
+
+/* One attempt's outcome as it goes to the row. */
+struct outbox_record {
+	const char *state; /* static */
+	char next[32], now[32], why[320];
+	int changed; /* writer side: 1 the row was updated, 0 it changed meanwhile */
+	int tries;
 };
 
 struct outbox_job {
@@ -39,12 +52,15 @@ struct outbox_job {
 	char *document;
 	struct fields *fields;
 	size_t nfields;
+	struct outbox_record rec; /* the outcome, until its row update committed */
+	struct event *record_ev;  /* a failed record's retry */
 	TAILQ_ENTRY(outbox_job) entry;
 };
 
 struct outbox {
 	struct event_base *base;
-	struct store *store;
+	struct store *store; /* reads */
+	struct store_writer *writer;
 	struct relay_http *http;
 	struct relay_exec *exec;
 	struct event *wake_ev;
@@ -58,12 +74,13 @@ struct outbox {
 static void outbox_run_cb(evutil_socket_t, short, void *);
 
 struct outbox *
-outbox_new(struct event_base *base, struct store *st, struct config *cfg)
+outbox_new(struct event_base *base, struct store *st, struct store_writer *w, struct config *cfg)
 {
 	struct outbox *ob = xcalloc(1, sizeof(*ob));
 
 	ob->base = base;
 	ob->store = st;
+	ob->writer = w;
 	TAILQ_INIT(&ob->gens);
 	TAILQ_INIT(&ob->jobs);
 	ob->http = relay_http_new(base);
@@ -164,6 +181,8 @@ outbox_job_free(struct outbox_job *j)
 	free(j->d.received_at);
 	free(j->d.payload);
 	free(j->d.next_attempt_at);
+	if (j->record_ev != NULL)
+		event_free(j->record_ev);
 	free(j);
 }
 
@@ -205,36 +224,97 @@ outbox_next_state(const struct outbox_job *j, const struct relay_result *r, char
 	return "retry";
 }
 
-static void
-outbox_record(struct outbox_job *j, const struct relay_result *r)
+/* Writer thread: the row update, inside the batch's transaction. */
+static int
+outbox_record_work(void *handle, void *arg)
 {
-	char now[32], next[32], why[320];
-	const char *state = outbox_next_state(j, r, next, why, sizeof(why));
-	int retry = strcmp(state, "retry") == 0, rc;
+	struct outbox_job *j = arg;
+	struct outbox_record *rec = &j->rec;
+	int retry = strcmp(rec->state, "retry") == 0;
+	int rc = store_delivery_record(handle, &j->d, retry ? "pending" : rec->state,
+	    retry ? rec->next : NULL, rec->now, rec->why,
+	    strcmp(rec->state, "done") == 0 ? rec->now : NULL);
 
-	store_time_text(now, 0);
-	metrics_delivery(j->d.relay, state);
-	log_ctx(retry || strcmp(state, "dead") == 0 ? LOG_WARNING : LOG_INFO, j->d.event_id,
-	    j->d.relay, "delivery %lld attempt %d: %s -> %s%s%s", (long long)j->d.id,
-	    j->d.attempts + 1, why, state, retry ? " at " : "", retry ? next : "");
-	rc = store_delivery_record(j->ob->store, &j->d, retry ? "pending" : state,
-	    retry ? next : NULL, now, why, strcmp(state, "done") == 0 ? now : NULL);
-	if (rc == -1)
-		log_ctx(LOG_ERR, j->d.event_id, j->d.relay, "delivery %lld: cannot record: %s",
-		    (long long)j->d.id, store_errmsg(j->ob->store));
-	else if (rc == 0)
+	rec->changed = rc;
+	return rc == -1 ? -1 : 0;
+}
+
+static void outbox_record_done(int, const char *, void *);
+
+static void
+outbox_record_submit(struct outbox_job *j)
+{
+	store_writer_submit(j->ob->writer, outbox_record_work, outbox_record_done, j);
+}
+
+static void
+outbox_record_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	outbox_record_submit(arg);
+}
+
+/* The record failed: the outcome stays with the job (and its slot) and goes again. */
+static void
+outbox_record_later(struct outbox_job *j, const char *err)
+{
+	uint64_t ms = OUTBOX_RECORD_RETRY_MS << (j->rec.tries < 5 ? j->rec.tries : 5);
+	struct timeval tv;
+
+	if (ms > OUTBOX_RECORD_RETRY_MAX_MS)
+		ms = OUTBOX_RECORD_RETRY_MAX_MS;
+	j->rec.tries++;
+	log_ctx(LOG_ERR, j->d.event_id, j->d.relay,
+	    "delivery %lld: cannot record the outcome (%s): %s; trying again in %llu s, the "
+	    "attempt is not repeated",
+	    (long long)j->d.id, j->rec.state, err, (unsigned long long)ms / 1000);
+	if (j->record_ev == NULL && (j->record_ev = evtimer_new(j->ob->base,
+					  outbox_record_retry_cb, j)) == NULL)
+		fatalx("outbox: evtimer_new failed");
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	evtimer_add(j->record_ev, &tv);
+}
+
+static void
+outbox_record_done(int result, const char *err, void *arg)
+{
+	struct outbox_job *j = arg;
+
+	if (result != STORE_WRITER_OK) {
+		outbox_record_later(j, err);
+		return;
+	}
+	if (j->rec.tries > 0)
+		log_ctx(LOG_INFO, j->d.event_id, j->d.relay, "delivery %lld: outcome recorded",
+		    (long long)j->d.id);
+	if (j->rec.changed == 0)
 		log_ctx(LOG_INFO, j->d.event_id, j->d.relay,
 		    "delivery %lld was retried or replayed during the attempt; it goes again",
 		    (long long)j->d.id);
+	outbox_job_end(j);
+}
+
+/* Logs the attempt and hands its outcome to the writer; the job ends once committed. */
+static void
+outbox_record(struct outbox_job *j, const struct relay_result *r)
+{
+	struct outbox_record *rec = &j->rec;
+	int retry;
+
+	rec->state = outbox_next_state(j, r, rec->next, rec->why, sizeof(rec->why));
+	retry = strcmp(rec->state, "retry") == 0;
+	store_time_text(rec->now, 0);
+	metrics_delivery(j->d.relay, rec->state);
+	log_ctx(retry || strcmp(rec->state, "dead") == 0 ? LOG_WARNING : LOG_INFO, j->d.event_id,
+	    j->d.relay, "delivery %lld attempt %d: %s -> %s%s%s", (long long)j->d.id,
+	    j->d.attempts + 1, rec->why, rec->state, retry ? " at " : "", retry ? rec->next : "");
+	outbox_record_submit(j);
 }
 
 static void
 outbox_done_cb(const struct relay_job *job, const struct relay_result *r, void *arg)
 {
-	struct outbox_job *j = arg;
-
-	outbox_record(j, r);
-	outbox_job_end(j);
+	outbox_record(arg, r);
 }
 
 /* The document of SPEC §6; the payload is spliced in as stored. */

@@ -8,11 +8,13 @@
 
 struct event_base;
 struct store;
+struct store_writer;
 struct config;
 struct outbox;
 
-/* The outbox owns cfg from here on (configs are freed once no attempt uses them). */
-struct outbox *outbox_new(struct event_base *, struct store *, struct config *);
+/* Reads go to the store handle, every row update through the writer. The outbox owns
+ * cfg from here on (configs are freed once no attempt uses them). */
+struct outbox *outbox_new(struct event_base *, struct store *, struct store_writer *, struct config *);
 /* A reloaded config: new attempts use it; the old one is freed when its attempts end. */
 void outbox_set_config(struct outbox *, struct config *);
 /* Look for due deliveries on the next loop turn (new rows, a freed slot, the tick). */
@@ -20,7 +22,8 @@ void outbox_wake(struct outbox *);
 /* Start no new attempts; those in flight go on. */
 void outbox_stop(struct outbox *);
 int outbox_in_flight(const struct outbox *);
-/* Abandons attempts still in flight: their rows stay pending for the next start. */
+/* Abandons attempts still in flight: their rows stay pending for the next start. Drain
+ * the writer first: a record still queued there points at its attempt. */
 void outbox_free(struct outbox *);
 
 /* The delay before the retry that follows ATTEMPTS failed attempts, jittered by

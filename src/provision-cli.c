@@ -10,6 +10,8 @@
 
 #include "config.h"
 #include "provision-internal.h"
+#include "store-writer.h"
+#include "store.h"
 
 /* "sms.receipt: update (action_address)" or, after the change, "... updated (...)". */
 static void
@@ -38,6 +40,7 @@ provision_cli_line(const struct provision_kind *k, int dry_run)
 int
 provision_run_cli(const struct config *cfg, struct store *st, int dry_run)
 {
+	struct store_writer *w = NULL;
 	struct event_base *base;
 	struct provision *p;
 	char why[512];
@@ -52,12 +55,15 @@ provision_run_cli(const struct config *cfg, struct store *st, int dry_run)
 		fprintf(stderr, "clicksend-relay: provision: cannot create an event loop\n");
 		return 70;
 	}
-	p = provision_new(base, st);
+	if (st != NULL)
+		w = store_writer_new(base, &store_write_ops, st, 64);
+	p = provision_new(base, w);
 	p->cli = 1;
 	p->dry_run = dry_run;
 	if ((rc = provision_begin(p, cfg, why, sizeof(why))) != 0) {
 		fprintf(stderr, "clicksend-relay: provision: %s\n", why);
 		provision_free(p);
+		store_writer_free(w);
 		event_base_free(base);
 		return 78;
 	}
@@ -71,6 +77,7 @@ provision_run_cli(const struct config *cfg, struct store *st, int dry_run)
 	}
 	fflush(stdout);
 	provision_free(p);
+	store_writer_free(w); /* after the last result is committed */
 	event_base_free(base);
 	return failed ? 69 : 0;
 }

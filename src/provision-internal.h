@@ -18,7 +18,7 @@ struct clicksend;
 struct clicksend_call;
 struct event;
 struct event_base;
-struct store;
+struct store_writer;
 
 #define PROVISION_SEEN_MAX 16 /* events remembered while a test push is in flight */
 
@@ -88,7 +88,7 @@ struct provision_kind {
 
 struct provision {
 	struct event_base *base;
-	struct store *store;
+	struct store_writer *writer; /* NULL: results are not recorded */
 	struct clicksend *cs;
 	struct provision_kind kinds[KIND_COUNT];
 	unsigned mask; /* kinds being provisioned */

@@ -21,7 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "provision-internal.h"
-#include "store.h"
+#include "store-jobs.h"
 #include "store-provision.h"
 #include "xmalloc.h"
 
@@ -47,18 +47,14 @@ provision_kind_record(struct provision_kind *k)
 		.rule_name = k->rule_name,
 		.action_address = k->action_address,
 		.webhook_type = k->def->webhook_type ? k->want.webhook_type : NULL };
-	struct store *st = k->p->store;
-	int rc = 0;
+	struct store_writer *w = k->p->writer;
 
-	if (st == NULL || k->p->dry_run)
+	if (w == NULL || k->p->dry_run)
 		return;
 	if (k->state == K_OK)
-		rc = store_provision_ok(st, &r);
+		store_jobs_provision_ok(w, &r);
 	else
-		rc = store_provision_error(st, k->kind->name, k->rule_name, k->error);
-	if (rc == -1)
-		log_warnx(
-		    "provision %s: cannot record the result: %s", k->kind->name, store_errmsg(st));
+		store_jobs_provision_error(w, k->kind->name, k->rule_name, k->error);
 }
 
 static void
@@ -153,8 +149,8 @@ provision_kind_failed(struct provision_kind *k, const char *step, struct clickse
 	k->attempts++;
 	k->state = K_BACKOFF;
 	snprintf(k->error, sizeof(k->error), "%s", error);
-	if (p->store != NULL && !p->dry_run)
-		store_provision_error(p->store, k->kind->name, k->rule_name, error);
+	if (p->writer != NULL && !p->dry_run)
+		store_jobs_provision_error(p->writer, k->kind->name, k->rule_name, error);
 	log_warnx("provision %s: %s; retrying in %llu s", k->kind->name, error,
 	    (unsigned long long)(ms + 999) / 1000);
 	tv.tv_sec = (time_t)(ms / 1000);
@@ -303,13 +299,13 @@ provision_timer_cb(evutil_socket_t fd, short what, void *arg)
 /* ------------------------------------------------------------------ life cycle */
 
 struct provision *
-provision_new(struct event_base *base, struct store *st)
+provision_new(struct event_base *base, struct store_writer *w)
 {
 	struct provision *p = xcalloc(1, sizeof(*p));
 	size_t i;
 
 	p->base = base;
-	p->store = st;
+	p->writer = w;
 	p->off = 1;
 	p->selftest_ms = PROVISION_SELFTEST_MS;
 	p->seed = (unsigned)time(NULL) ^ (unsigned)getpid();

@@ -13,6 +13,7 @@ struct config;
 struct event_base;
 struct json_node;
 struct store;
+struct store_writer;
 
 #define PROVISION_SELFTEST_MS	 60000
 #define PROVISION_BACKOFF_MIN_MS 2000
@@ -22,7 +23,7 @@ struct store;
 struct provision;
 
 /* STORE may be NULL (nothing recorded). Does nothing until provision_start. */
-struct provision *provision_new(struct event_base *, struct store *);
+struct provision *provision_new(struct event_base *, struct store_writer *);
 /*
  * (Re)start provisioning with CFG, copying what it needs (the config may be freed at
  * once): cancels a run in progress, loads the API key, and reconciles every kind in

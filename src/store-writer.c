@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/queue.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -22,6 +23,7 @@ struct writer_item {
 	void *arg;
 	int result;
 	char *err;
+	int64_t submitted_ms; /* monotonic */
 	TAILQ_ENTRY(writer_item) entry;
 };
 TAILQ_HEAD(writer_list, writer_item);
@@ -37,12 +39,24 @@ struct store_writer {
 	struct writer_list queue; /* submitted, not yet taken by the thread */
 	struct writer_list done;  /* finished, done() not yet run */
 	int running;		  /* the thread holds a batch */
+	int64_t running_since_ms; /* submission time of the running batch's first item */
+	int last_failed;	  /* the last batch's begin or commit failed */
+	char last_err[256];
 	int stop;
 	struct store_writer_stats stats;
 	size_t outstanding; /* loop side: submitted and not yet completed */
 	int efd;
 	struct event *ev;
 };
+
+static int64_t
+writer_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* The failure text of the backend now, or a fixed one. */
 static char *
@@ -153,11 +167,14 @@ writer_thread(void *arg)
 		if (TAILQ_EMPTY(&w->queue))
 			break;
 		TAILQ_INIT(&batch);
+		w->running_since_ms = TAILQ_FIRST(&w->queue)->submitted_ms;
 		n = writer_take(w, &batch);
 		w->running = 1;
 		pthread_mutex_unlock(&w->mu);
 		rc = writer_run_batch(w, &batch);
 		pthread_mutex_lock(&w->mu);
+		if ((w->last_failed = rc == -1))
+			snprintf(w->last_err, sizeof(w->last_err), "%s", TAILQ_FIRST(&batch)->err);
 		TAILQ_CONCAT(&w->done, &batch, entry);
 		w->running = 0;
 		w->stats.batches++;
@@ -236,6 +253,7 @@ store_writer_submit(struct store_writer *w, store_work_fn work, store_done_fn do
 	it->work = work;
 	it->done = done;
 	it->arg = arg;
+	it->submitted_ms = writer_now_ms();
 	w->outstanding++;
 	pthread_mutex_lock(&w->mu);
 	TAILQ_INSERT_TAIL(&w->queue, it, entry);
@@ -259,6 +277,24 @@ size_t
 store_writer_queued(const struct store_writer *w)
 {
 	return w->outstanding;
+}
+
+int
+store_writer_health(struct store_writer *w, char *err, size_t errlen, int64_t *waiting_ms)
+{
+	int64_t since = -1;
+	int failed;
+
+	pthread_mutex_lock(&w->mu);
+	if (w->running)
+		since = w->running_since_ms;
+	else if (!TAILQ_EMPTY(&w->queue))
+		since = TAILQ_FIRST(&w->queue)->submitted_ms;
+	if ((failed = w->last_failed))
+		snprintf(err, errlen, "%s", w->last_err);
+	pthread_mutex_unlock(&w->mu);
+	*waiting_ms = since < 0 ? 0 : writer_now_ms() - since;
+	return failed ? -1 : 0;
 }
 
 void

@@ -45,8 +45,11 @@ int store_event_insert(struct store *, struct webhook_event *);
 /* The last error text of the store connection. */
 const char *store_errmsg(struct store *);
 
-/* Health: 0 and counts when the store answers, -1 with a reason otherwise. */
+/* Health: 0 and counts when the store answers, -1 with a reason otherwise. Reads only. */
 int store_health(struct store *, long long *pending, long long *dead, char *err, size_t errlen);
+
+/* A real write that changes nothing visible, for the writer's health probe. 0 or -1. */
+int store_probe(struct store *);
 
 /* Pending and dead deliveries of one relay. 0 or -1. */
 int store_relay_counts(struct store *, const char *relay, long long *pending, long long *dead);

@@ -620,8 +620,8 @@ def test_store_failure():
             tap.ok(r.status == 503 and ra is not None and ra.strip().isdigit(),
                    "store cannot commit: 503 with a Retry-After in seconds",
                    ["answer %r after %.2f s" % (r, dt)])
-            tap.ok(dt < 2, "a held lock does not stall the daemon: 503 within 2 s",
-                   "answered after %.2f s" % dt)
+            tap.ok(dt < 5, "a held lock makes a webhook wait only up to the writer's bound "
+                   "(2 s), then 503", "answered after %.2f s" % dt)
             t0 = time.monotonic()
             h = d.request("GET", "/healthz", timeout=10)
             dt = time.monotonic() - t0

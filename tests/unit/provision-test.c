@@ -27,6 +27,7 @@
 #include "log.h"
 #include "provision.h"
 #include "store-admin.h"
+#include "store-writer.h"
 #include "store.h"
 #include "tap.h"
 #include "webhook.h"
@@ -825,6 +826,7 @@ fake_find(enum evhttp_cmd_type method, const char *prefix)
 
 static struct config *cfg;
 static struct store *st;
+static struct store_writer *wr; /* provisioning records its results through it */
 static char api_url[128];
 
 static void
@@ -849,11 +851,13 @@ setup_run(void)
 	snprintf(path, sizeof(path), "%s/events.db", tmpdir);
 	st = store_open(path, 0, &cause);
 	ck_assert_msg(st != NULL, "%s", cause);
+	wr = store_writer_new(fake.base, &store_write_ops, st, 16);
 }
 
 static void
 teardown_run(void)
 {
+	store_writer_free(wr);
 	store_close(st);
 	config_free(cfg);
 	fake_stop();
@@ -934,13 +938,14 @@ stored_rule(void)
 {
 	struct rule_row row = { .id = -2 };
 
+	store_writer_drain(wr);
 	ck_assert_int_eq(store_admin_rules(st, rule_row_cb, &row), 0);
 	return row;
 }
 
 START_TEST(run_create)
 {
-	struct provision *p = provision_new(fake.base, st);
+	struct provision *p = provision_new(fake.base, wr);
 	char *want = slurp("create-sms-inbound-rule.request.json", NULL);
 	const struct fake_req *q;
 	struct rule_row row;
@@ -974,7 +979,7 @@ END_TEST
 
 START_TEST(run_unchanged_and_update)
 {
-	struct provision *p = provision_new(fake.base, st);
+	struct provision *p = provision_new(fake.base, wr);
 	char *list = slurp("list-sms-inbound-rules.json", NULL), *rows, *drifted, *end;
 	const struct fake_req *q;
 
@@ -1013,7 +1018,7 @@ END_TEST
 
 START_TEST(run_auth)
 {
-	struct provision *p = provision_new(fake.base, st);
+	struct provision *p = provision_new(fake.base, wr);
 	int before;
 
 	cfg->provision = (1u << KIND_COUNT) - 1;
@@ -1040,7 +1045,7 @@ END_TEST
 
 START_TEST(run_transient)
 {
-	struct provision *p = provision_new(fake.base, st);
+	struct provision *p = provision_new(fake.base, wr);
 
 	fake.fail_first = 1;
 	fake.fail_status = 503;
@@ -1057,7 +1062,7 @@ END_TEST
 
 START_TEST(run_invalid)
 {
-	struct provision *p = provision_new(fake.base, st);
+	struct provision *p = provision_new(fake.base, wr);
 	char *body;
 
 	/* a 400 that echoes the key and the token: neither shows */
@@ -1088,7 +1093,7 @@ END_TEST
 
 START_TEST(run_off)
 {
-	struct provision *p = provision_new(fake.base, st);
+	struct provision *p = provision_new(fake.base, wr);
 	char path[256];
 
 	cfg->provision = 0;
@@ -1114,7 +1119,7 @@ END_TEST
 /* The config is freed while the run goes on (SIGHUP); a new start cancels the old run. */
 START_TEST(run_restart)
 {
-	struct provision *p = provision_new(fake.base, st);
+	struct provision *p = provision_new(fake.base, wr);
 
 	provision_start(p, cfg);
 	config_free(cfg);
@@ -1127,7 +1132,7 @@ END_TEST
 
 START_TEST(run_selftest)
 {
-	struct provision *p = provision_new(fake.base, st);
+	struct provision *p = provision_new(fake.base, wr);
 	struct webhook_event ev = { 0 };
 	const struct fake_req *q;
 
@@ -1164,7 +1169,7 @@ END_TEST
 
 START_TEST(run_selftest_timeout)
 {
-	struct provision *p = provision_new(fake.base, st);
+	struct provision *p = provision_new(fake.base, wr);
 
 	cfg->provision = (1u << KIND_SMS_RECEIPT) | (1u << KIND_VOICE_RECEIPT);
 	cfg->test_receipts = 1;
@@ -1191,7 +1196,7 @@ END_TEST
 /* ClickSend may push the test item before it answers the test request. */
 START_TEST(run_selftest_early)
 {
-	struct provision *p = provision_new(fake.base, st);
+	struct provision *p = provision_new(fake.base, wr);
 
 	cfg->provision = 1u << KIND_SMS_RECEIPT;
 	cfg->test_receipts = 1;
@@ -1206,7 +1211,7 @@ END_TEST
 
 START_TEST(run_selftest_refused)
 {
-	struct provision *p = provision_new(fake.base, st);
+	struct provision *p = provision_new(fake.base, wr);
 
 	cfg->provision = 1u << KIND_SMS_RECEIPT;
 	cfg->test_receipts = 1;
