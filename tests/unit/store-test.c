@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "store-internal.h" /* the prepared statements, for their query plans */
 #include "store-schema.h"
 #include "store.h"
 #include "tap.h"
@@ -112,7 +113,57 @@ START_TEST(test_open_creates_schema)
 	st = store_open(path, 0, &cause);
 	ck_assert_ptr_nonnull(st);
 	store_close(st);
+	ck_assert_int_eq(query_int("PRAGMA user_version"),
+	    store_schema_steps[store_schema_nsteps - 1].version);
+}
+END_TEST
+
+/* The outbox asks for one relay's due deliveries: the plan must walk that relay's pending
+ * rows in order through deliveries_relay_due, never every pending row of every relay. */
+START_TEST(test_due_uses_relay_index)
+{
+	char *cause = NULL, *sql;
+	struct store *st = store_open(path, 1, &cause);
+	sqlite3_stmt *s;
+	int found = 0, sorts = 0;
+
+	ck_assert_ptr_nonnull(st);
+	xasprintf(&sql, "EXPLAIN QUERY PLAN %s", sqlite3_sql(st->stmt[STMT_DUE]));
+	ck_assert_int_eq(sqlite3_prepare_v2(st->db, sql, -1, &s, NULL), SQLITE_OK);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		const char *detail = (const char *)sqlite3_column_text(s, 3);
+
+		found |= strstr(detail, "deliveries_relay_due") != NULL;
+		sorts |= strstr(detail, "TEMP B-TREE") != NULL;
+	}
+	sqlite3_finalize(s);
+	free(sql);
+	ck_assert_msg(found, "the due query does not use deliveries_relay_due");
+	ck_assert_msg(!sorts, "the due query sorts instead of reading the index in order");
+	store_close(st);
+}
+END_TEST
+
+/* A store written by release 1 (schema version 1, tests/data/store/v1.db) opens, gets the
+ * new index and keeps its rows. */
+START_TEST(test_upgrade_from_v1)
+{
+	char *cause = NULL, cmd[512];
+	struct store *st;
+
+	snprintf(cmd, sizeof(cmd), "cp '%s/store/v1.db' '%s'", TESTS_DATA, path);
+	ck_assert_int_eq(system(cmd), 0);
 	ck_assert_int_eq(query_int("PRAGMA user_version"), 1);
+	st = store_open(path, 0, &cause);
+	ck_assert_msg(st != NULL, "%s", cause ? cause : "?");
+	store_close(st);
+	ck_assert_int_eq(query_int("PRAGMA user_version"), 2);
+	ck_assert_int_eq(query_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND "
+				   "name = 'deliveries_relay_due'"),
+	    1);
+	ck_assert_int_eq(query_int("SELECT count(*) FROM events"), 4);
+	ck_assert_int_eq(query_int("SELECT count(*) FROM deliveries WHERE state = 'pending'"), 4);
+	ck_assert_int_eq(query_int("SELECT count(*) FROM inbound_sms"), 3);
 }
 END_TEST
 
@@ -243,6 +294,8 @@ main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_open_creates_schema);
 	tcase_add_test(tc, test_open_fails_with_cause);
+	tcase_add_test(tc, test_due_uses_relay_index);
+	tcase_add_test(tc, test_upgrade_from_v1);
 	tcase_add_test(tc, test_insert_and_duplicate);
 	tcase_add_test(tc, test_no_dedupe_key_never_duplicate);
 	tcase_add_test(tc, test_deliveries_with_event);
