@@ -26,6 +26,7 @@
 
 #define HTTP_ALLOW_WEBHOOK "GET, POST"
 #define HTTP_ALLOW_STATUS  "GET, HEAD"
+#define HTTP_XFF_MAX	   4096 /* bytes of X-Forwarded-For, all lines together */
 
 /*
  * The client went away before its answer. libevent then detaches the request from the
@@ -67,8 +68,21 @@ http_is_addr(const char *s)
 	return evutil_inet_pton(AF_INET, s, a) == 1 || evutil_inet_pton(AF_INET6, s, a) == 1;
 }
 
+static int
+http_xff_too_long(struct evhttp_request *req)
+{
+	struct evkeyval *kv;
+	size_t total = 0;
+
+	TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next) {
+		if (strcasecmp(kv->key, "X-Forwarded-For") == 0)
+			total += strlen(kv->value) + 1;
+	}
+	return total > HTTP_XFF_MAX;
+}
+
 /* Every X-Forwarded-For line joined with ',' in order (a proxy may append its own
- * line rather than extend the client's); NULL when there is none or too much. */
+ * line rather than extend the client's); NULL when there is none. */
 static char *
 http_xff_joined(struct evhttp_request *req)
 {
@@ -86,31 +100,37 @@ http_xff_joined(struct evhttp_request *req)
 			free(all);
 			all = next;
 		}
-		if (strlen(all) > 4096) {
-			free(all);
-			return NULL;
-		}
 	}
 	return all;
 }
 
-/* Walks X-Forwarded-For from the right, skipping trusted hops; keeps the peer otherwise. */
-static void
+/*
+ * Walks X-Forwarded-For from the right, skipping trusted hops; keeps the peer when the
+ * peer is not a trusted proxy. 0 with the client's address; -1 when the header cannot
+ * be used (too long: 400) and 1 when a hop is not an address (the client is unknown),
+ * so that allow_from fails closed instead of judging the proxy.
+ */
+static int
 http_client_addr(const struct config *cfg, struct evhttp_request *req, char *addr, size_t len)
 {
 	char *copy, *p;
+	int rc = 0;
 
 	if (strcmp(addr, "unix") != 0 &&
 	    config_cidr_match_text(cfg->trusted_proxies, cfg->ntrusted_proxies, addr) != 1)
-		return;
+		return 0;
+	if (http_xff_too_long(req))
+		return -1;
 	if ((copy = http_xff_joined(req)) == NULL)
-		return;
+		return 0;
 	while ((p = strrchr(copy, ',')) != NULL || copy[0] != '\0') {
 		char *hop = p ? p + 1 : copy;
 		hop += strspn(hop, " \t");
 		hop[strcspn(hop, " \t")] = '\0';
-		if (!http_is_addr(hop))
-			break; /* not an address: stop trusting the header */
+		if (!http_is_addr(hop)) {
+			rc = 1;
+			break;
+		}
 		snprintf(addr, len, "%s", hop);
 		if (config_cidr_match_text(cfg->trusted_proxies, cfg->ntrusted_proxies, hop) != 1 ||
 		    p == NULL)
@@ -118,6 +138,7 @@ http_client_addr(const struct config *cfg, struct evhttp_request *req, char *add
 		*p = '\0';
 	}
 	free(copy);
+	return rc;
 }
 
 static int
@@ -279,6 +300,30 @@ http_dispatch(struct http_ctx *c, const char *path, const char *addr)
 	http_webhook(c, kind, format, addr);
 }
 
+/*
+ * libevent reads a body by the first Content-Length and ignores the others, and by
+ * chunks when Transfer-Encoding is present: a request that says two things about its
+ * length is refused, and its connection closed, rather than guessed at.
+ */
+static int
+http_framing_bad(struct evhttp_request *req)
+{
+	struct evkeyval *kv;
+	const char *cl = NULL;
+	int te = 0;
+
+	TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next) {
+		if (strcasecmp(kv->key, "Transfer-Encoding") == 0)
+			te = 1;
+		if (strcasecmp(kv->key, "Content-Length") != 0)
+			continue;
+		if (cl != NULL && strcmp(cl, kv->value) != 0)
+			return 1;
+		cl = kv->value;
+	}
+	return te && cl != NULL;
+}
+
 void
 http_request_cb(struct evhttp_request *req, void *arg)
 {
@@ -287,6 +332,7 @@ http_request_cb(struct evhttp_request *req, void *arg)
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
 	char addr[64];
+	int known;
 
 	c->http = h;
 	c->req = req;
@@ -295,11 +341,23 @@ http_request_cb(struct evhttp_request *req, void *arg)
 	h->in_flight++;
 	if (c->evcon != NULL)
 		evhttp_connection_set_closecb(c->evcon, http_conn_closed, c);
+	if (http_framing_bad(req)) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+		http_reply(c, 400, "conflicting Content-Length or Transfer-Encoding headers");
+		return;
+	}
 	http_peer_text(c->evcon, addr, sizeof(addr));
-	http_client_addr(h->cfg, req, addr, sizeof(addr));
+	if ((known = http_client_addr(h->cfg, req, addr, sizeof(addr))) == -1) {
+		http_reply(c, 400, "X-Forwarded-For too long");
+		return;
+	}
 	/* a unix-socket client with no forwarded address is the local proxy itself */
-	if (h->cfg->nallow_from > 0 && strcmp(addr, "unix") != 0 &&
-	    config_cidr_match_text(h->cfg->allow_from, h->cfg->nallow_from, addr) != 1) {
+	if (h->cfg->nallow_from > 0 &&
+	    (known == 1 || (strcmp(addr, "unix") != 0 &&
+			       config_cidr_match_text(h->cfg->allow_from, h->cfg->nallow_from,
+				   addr) != 1))) {
+		log_info("http: %s refused by allow_from%s", addr,
+		    known == 1 ? " (X-Forwarded-For names no address)" : "");
 		http_reply(c, 403, "forbidden");
 		return;
 	}

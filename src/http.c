@@ -240,6 +240,14 @@ http_reply_buf(struct http_ctx *c, int code, struct evbuffer *body)
 	metrics_http_response(code);
 	metrics_request_duration(http_elapsed(&c->start));
 	c->answered = 1;
+	if (c->req != NULL && evhttp_request_get_command(c->req) == EVHTTP_REQ_HEAD) {
+		/* the length a GET would get, and no body: libevent 2.1 would send one */
+		char len[32];
+
+		snprintf(len, sizeof(len), "%zu", evbuffer_get_length(body));
+		evhttp_add_header(evhttp_request_get_output_headers(c->req), "Content-Length", len);
+		evbuffer_drain(body, evbuffer_get_length(body));
+	}
 	if (c->req != NULL)
 		evhttp_send_reply(c->req, code, NULL, body);
 	http_ctx_done(c);

@@ -347,6 +347,34 @@ def test_pipelining(d):
                  repr(ans[:500]))
 
 
+def test_head_and_framing(d):
+    """HEAD answers carry no body (keep-alive framing holds); a request with two different
+    Content-Length headers, or one with Transfer-Encoding too, is refused and closed."""
+    for path in ("/healthz", "/metrics", IN):
+        req = ("HEAD %s HTTP/1.1\r\nHost: x\r\n\r\n"
+               "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path)
+        ans = d.raw_send(req.encode(), timeout=3)
+        head, _, rest = ans.partition(b"\r\n\r\n")
+        tap.ok(rest.startswith(b"HTTP/1.1 200"),
+               "HEAD %s: no body, the next answer on the connection follows at once" % path,
+               repr(ans[:600]))
+        tap.ok(b"content-length:" in head.lower(),
+               "HEAD %s: Content-Length of the GET answer is given" % path, repr(head[:400]))
+    body = "message_id=rej-cl&body=helloxxxxxxxxxx"
+    for extra, what in (("Content-Length: 5\r\nContent-Length: %d\r\n" % len(body),
+                         "two different Content-Length headers"),
+                        ("Content-Length: %d\r\nTransfer-Encoding: chunked\r\n" % len(body),
+                         "Content-Length with Transfer-Encoding")):
+        req = ("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\n%s\r\n%s"
+               % (IN, FORM, extra, body))
+        ans = d.raw_send(req.encode(), timeout=3)
+        tap.check_eq(parse_raw_status(ans), 400, "%s: 400" % what, repr(ans[:300]))
+        tap.ok(ans.count(b"HTTP/1.1") == 1, "%s: one answer, then the connection closes" % what,
+               repr(ans[:600]))
+    n = d.sql_value("SELECT count(*) FROM events WHERE message_id LIKE 'rej-cl%'")
+    tap.check_eq(n, 0, "nothing stored from a request with conflicting lengths")
+
+
 def test_slow_clients(d):
     """request_timeout = 1s: stalled clients are cut off while others are served."""
     stalled = []
@@ -462,7 +490,7 @@ def battery_daemon(name="battery"):
 def main():
     battery = battery_daemon()
     for t in (test_bad_bodies, test_paths_methods_types, test_body_size, test_big_headers,
-              test_garbage, test_pipelining, test_slow_clients, test_concurrency):
+              test_garbage, test_pipelining, test_head_and_framing, test_slow_clients, test_concurrency):
         if battery is None:
             break
         tap.run(t, battery)

@@ -50,6 +50,22 @@ def unix_request(path, data):
     return out
 
 
+def unix_fails_closed(d, sock):
+    """Behind the unix-socket proxy an X-Forwarded-For that names no usable client never
+    leaves the client as the trusted "unix" peer: 400 when too long, 403 for a hop that is
+    not an address, on every path."""
+    for path in (IN + "?message_id=fc1&body=x", "/healthz", "/metrics"):
+        for xff, want, what in (("192.0.2.1," * 500, 400, "an X-Forwarded-For over 4 KiB"),
+                                ("192.0.2.7, unknown", 403, "a hop that is not an address"),
+                                ("unknown", 403, "only a non-address")):
+            req = ("GET %s HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: %s\r\n"
+                   "Connection: close\r\n\r\n" % (path, xff)).encode()
+            tap.check_eq(parse_raw_status(unix_request(sock, req)), want,
+                         "%s on %s: %d" % (what, path.split("?")[0], want))
+    tap.check_eq(d.sql_value("SELECT count(*) FROM events WHERE message_id = 'fc1'"), 0,
+                 "nothing stored from a client that could not be named")
+
+
 def test_unix_listener():
     d = Daemon(tap, start=False, name="unix")
     sock = os.path.join(d.dir, "relay.sock")
@@ -71,6 +87,7 @@ def test_unix_listener():
         req = req.replace(b"192.0.2.7", b"203.0.113.9")
         tap.check_eq(parse_raw_status(unix_request(sock, req)), 403,
                      "allow_from applies to the forwarded address")
+        unix_fails_closed(d, sock)
         tap.check_eq(d.stop(), 0, "exits 0")
         tap.ok(not os.path.exists(sock), "the unix socket is removed at exit")
     finally:
