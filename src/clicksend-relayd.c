@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -376,9 +377,26 @@ relayd_base_new(void)
 	return base;
 }
 
+/* Connections, relays and scripts all take descriptors: use all the hard limit allows
+ * (systemd's LimitNOFILE= sets it). The HTTP server caps its connections below it. */
+static void
+relayd_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		log_warn("setrlimit RLIMIT_NOFILE");
+	else
+		log_debug("open files limit raised to %llu", (unsigned long long)rl.rlim_cur);
+}
+
 static int
 relayd_run(struct relayd *d)
 {
+	relayd_raise_nofile();
 	if ((d->base = relayd_base_new()) == NULL)
 		fatalx("event_base_new failed");
 	store_set_busy_timeout(d->wstore, RELAYD_WRITER_BUSY_MS);

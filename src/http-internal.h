@@ -3,6 +3,7 @@
 #ifndef HTTP_INTERNAL_H
 #define HTTP_INTERNAL_H
 
+#include <stddef.h>
 #include <sys/time.h>
 
 #include <event2/http.h>
@@ -24,6 +25,7 @@ struct http {
 	char *unix_paths[HTTP_MAX_BOUND]; /* removed at exit */
 	int nunix_paths;
 	int in_flight; /* requests waiting for their commit */
+	struct http_conns *conns;
 };
 
 /* One request from arrival until its answer has been written or its client left. */
@@ -43,6 +45,15 @@ void http_reply_doc(struct http_ctx *, int code, const char *type, const char *d
 void http_ctx_done(struct http_ctx *);
 void http_healthz(struct http_ctx *);
 void http_metrics(struct http_ctx *);
+/* Connections (http-conn.c): deadline, cap, accept errors. */
+struct http_conns *http_conns_new(struct http *);
+void http_conns_configure(struct http_conns *, const struct config *);
+void http_conns_watch(struct http_conns *, struct evhttp_bound_socket *);
+/* A whole request arrived on the connection / its answer is on its way. */
+void http_conn_request(struct http_conns *, struct evhttp_connection *);
+void http_conn_answered(struct http_conns *, struct evhttp_connection *);
+size_t http_conns_count(const struct http_conns *);
+void http_conns_free(struct http_conns *);
 /* Webhook requests (http-request.c). */
 void http_request_cb(struct evhttp_request *, void *);
 

@@ -339,8 +339,10 @@ http_request_cb(struct evhttp_request *req, void *arg)
 	c->evcon = evhttp_request_get_connection(req);
 	evutil_gettimeofday(&c->start, NULL);
 	h->in_flight++;
-	if (c->evcon != NULL)
+	if (c->evcon != NULL) {
 		evhttp_connection_set_closecb(c->evcon, http_conn_closed, c);
+		http_conn_request(h->conns, c->evcon);
+	}
 	if (http_framing_bad(req)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 		http_reply(c, 400, "conflicting Content-Length or Transfer-Encoding headers");

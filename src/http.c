@@ -70,6 +70,7 @@ http_new(struct event_base *base, const struct config *cfg, struct ingest *in, s
 	evhttp_set_gencb(h->evh, http_request_cb, h);
 	evhttp_set_flags(h->evh, EVHTTP_SERVER_LINGERING_CLOSE);
 	http_apply_limits(h);
+	h->conns = http_conns_new(h);
 	return h;
 }
 
@@ -78,6 +79,7 @@ http_set_config(struct http *h, const struct config *cfg)
 {
 	h->cfg = cfg;
 	http_apply_limits(h);
+	http_conns_configure(h->conns, cfg);
 }
 
 void
@@ -98,6 +100,7 @@ http_keep_bound(struct http *h, struct evhttp_bound_socket *b, const char *what)
 		return -1;
 	}
 	h->bound[h->nbound++] = b;
+	http_conns_watch(h->conns, b);
 	return 0;
 }
 
@@ -208,6 +211,7 @@ http_free(struct http *h)
 	if (h == NULL)
 		return;
 	evhttp_free(h->evh);
+	http_conns_free(h->conns);
 	for (i = 0; i < h->nunix_paths; i++) {
 		unlink(h->unix_paths[i]);
 		free(h->unix_paths[i]);
@@ -240,6 +244,8 @@ http_reply_buf(struct http_ctx *c, int code, struct evbuffer *body)
 	metrics_http_response(code);
 	metrics_request_duration(http_elapsed(&c->start));
 	c->answered = 1;
+	if (c->evcon != NULL)
+		http_conn_answered(c->http->conns, c->evcon);
 	if (c->req != NULL && evhttp_request_get_command(c->req) == EVHTTP_REQ_HEAD) {
 		/* the length a GET would get, and no body: libevent 2.1 would send one */
 		char len[32];

@@ -353,7 +353,7 @@ class Daemon:
 
     def __init__(self, tap, server=None, store=None, sections=None, extra="", args=None,
                  debug=True, start=True, name=None, start_timeout=10, tmpdir=None,
-                 auto_close=True):
+                 auto_close=True, limits=None):
         Daemon._count += 1
         self.tap = tap
         self.name = name or "daemon%d" % Daemon._count
@@ -375,6 +375,7 @@ class Daemon:
         self._closed = False
         self._logs = []          # stderr of previous runs (restart)
         self.auto_close = auto_close
+        self.limits = dict(limits or {})     # {resource.RLIMIT_x: (soft, hard)} for the daemon
         self.owner_test = _current_test_function()
         tap.daemons.append(self)
         self.write_config()
@@ -444,9 +445,16 @@ class Daemon:
         self.stderr_f = open(self.stderr_path, "ab")
         self.stdout_f = open(self.stdout_path, "ab")
         self._log_offset = self.stderr_f.tell()
+        limits = self.limits
+
+        def preexec():
+            import resource
+            for res, lim in limits.items():
+                resource.setrlimit(res, lim)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.stdout_f,
                                      stderr=self.stderr_f, env=daemon_env(),
-                                     start_new_session=True, cwd=self.dir)
+                                     start_new_session=True, cwd=self.dir,
+                                     preexec_fn=preexec if limits else None)
         self.tap.procs.append(self.proc)
         self.returncode = None
         self._closed = False
