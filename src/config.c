@@ -258,12 +258,27 @@ config_defaults(const char *file)
 	return c;
 }
 
+/* A kind in provision needs an automation endpoint in its row of webhook_kinds. */
+static void
+conf_check_provisionable(struct conf_parse *p)
+{
+	int i;
+
+	for (i = 0; i < KIND_COUNT; i++) {
+		if ((p->conf->provision & (1u << i)) && webhook_kinds[i].rule.rules_path == NULL)
+			conf_error(p, conf_key_line(p, SECT_CLICKSEND, "provision"),
+			    "provision: %s has no ClickSend automation rule to provision",
+			    webhook_kinds[i].name);
+	}
+}
+
 /* Checks that span keys: only once the whole file is read. */
 static void
 conf_finish(struct conf_parse *p)
 {
 	struct config *c = p->conf;
 
+	conf_check_provisionable(p);
 	if (c->api_key != NULL && c->api_key_file != NULL)
 		conf_error(p, conf_key_line(p, SECT_CLICKSEND, "api_key_file"),
 		    "api_key and api_key_file are mutually exclusive");

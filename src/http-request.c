@@ -355,9 +355,9 @@ http_request_cb(struct evhttp_request *req, void *arg)
 	}
 	/* a unix-socket client with no forwarded address is the local proxy itself */
 	if (h->cfg->nallow_from > 0 &&
-	    (known == 1 || (strcmp(addr, "unix") != 0 &&
-			       config_cidr_match_text(h->cfg->allow_from, h->cfg->nallow_from,
-				   addr) != 1))) {
+	    (known == 1 ||
+		(strcmp(addr, "unix") != 0 &&
+		    config_cidr_match_text(h->cfg->allow_from, h->cfg->nallow_from, addr) != 1))) {
 		log_info("http: %s refused by allow_from%s", addr,
 		    known == 1 ? " (X-Forwarded-For names no address)" : "");
 		http_reply(c, 403, "forbidden");

@@ -22,23 +22,6 @@ struct store_writer;
 
 #define PROVISION_SEEN_MAX 16 /* events remembered while a test push is in flight */
 
-/* What a rule matches on, beyond its name. */
-#define MATCH_NUMBER 0x1 /* dedicated_number */
-#define MATCH_SEARCH 0x2 /* message_search_type 0, message_search_term "" */
-#define MATCH_TYPE   0x4 /* match_type 0 */
-
-/* One kind's automation endpoint, as in clicksend/README.md. */
-struct provision_def {
-	const char *rules_path;
-	const char *id_field;
-	const char *id_alias; /* the spelling lists may use instead */
-	unsigned match;
-	int webhook_type;      /* the rule takes webhook_type */
-	const char *test_path; /* test push endpoint, NULL when there is none */
-};
-
-extern const struct provision_def provision_defs[KIND_COUNT];
-
 enum kind_state {
 	K_OFF,
 	K_LIST,
@@ -65,7 +48,7 @@ enum test_state {
 struct provision_kind {
 	struct provision *p;
 	const struct webhook_kind *kind;
-	const struct provision_def *def;
+	const struct webhook_rule *def;
 	struct provision_want want;
 	char *rule_name, *action_address;
 	enum kind_state state;

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * The pure parts of provisioning: the table of each kind's automation endpoint, the rule we
- * want (action address, JSON bodies), comparing a listed rule with it (drift and its text),
- * the rule's id, the test push answer's message_id and the retry backoff. No I/O here.
+ * The pure parts of provisioning: the rule we want (action address, JSON bodies), comparing
+ * a listed rule with it (drift and its text), the rule's id, the test push answer's
+ * message_id and the retry backoff. Each kind's endpoint is its row of webhook_kinds.
+ * No I/O here.
  */
 #include <stdio.h>
 #include <string.h>
@@ -11,34 +12,6 @@
 #include "json.h"
 #include "provision-internal.h"
 #include "xmalloc.h"
-
-const struct provision_def provision_defs[KIND_COUNT] = {
-	[KIND_SMS_INBOUND] = { .rules_path = "/automations/sms/inbound",
-	    .id_field = "inbound_rule_id",
-	    .id_alias = "sms_inbound_rule_id",
-	    .match = MATCH_NUMBER | MATCH_SEARCH,
-	    .webhook_type = 1,
-	    .test_path = "/sms/inbound" },
-	[KIND_SMS_RECEIPT] = { .rules_path = "/automations/sms/receipts",
-	    .id_field = "receipt_rule_id",
-	    .match = MATCH_TYPE,
-	    .test_path = "/sms/receipts" },
-	[KIND_FAX_INBOUND] = { .rules_path = "/automations/fax/inbound",
-	    .id_field = "inbound_rule_id",
-	    .match = MATCH_NUMBER },
-	[KIND_FAX_RECEIPT] = { .rules_path = "/automations/fax/receipts",
-	    .id_field = "receipt_rule_id",
-	    .match = MATCH_TYPE,
-	    .test_path = "/fax/receipts" },
-	[KIND_VOICE_RECEIPT] = { .rules_path = "/automations/voice/receipts",
-	    .id_field = "receipt_rule_id",
-	    .match = MATCH_TYPE,
-	    .test_path = "/voice/receipts" },
-	[KIND_EMAIL_RECEIPT] = { .rules_path = "/automations/email/receipts",
-	    .id_field = "receipt_rule_id",
-	    .match = MATCH_TYPE,
-	    .test_path = "/email/receipts" },
-};
 
 static const char *const provision_drift_names[] = {
 	"action",
@@ -68,19 +41,19 @@ provision_action_address(const char *public_url, const char *token, const struct
 const char *
 provision_rules_path(enum webhook_kind_id kind)
 {
-	return provision_defs[kind].rules_path;
+	return webhook_kinds[kind].rule.rules_path;
 }
 
 const char *
 provision_test_path(enum webhook_kind_id kind)
 {
-	return provision_defs[kind].test_path;
+	return webhook_kinds[kind].rule.test_path;
 }
 
 int
 provision_rule_id(enum webhook_kind_id kind, const struct json_node *rule, long long *id)
 {
-	const struct provision_def *def = &provision_defs[kind];
+	const struct webhook_rule *def = &webhook_kinds[kind].rule;
 
 	if (json_as_int(json_get(rule, def->id_field), id) == 0 && *id >= 0)
 		return 0;
@@ -142,7 +115,7 @@ provision_number_differs(const char *want, const struct json_node *have)
 static unsigned
 provision_match_diff(const struct provision_want *want, const struct json_node *rule)
 {
-	const struct provision_def *def = &provision_defs[want->kind];
+	const struct webhook_rule *def = &webhook_kinds[want->kind].rule;
 	const struct json_node *term = json_get(rule, "message_search_term");
 	unsigned drift = 0;
 
@@ -162,7 +135,7 @@ provision_match_diff(const struct provision_want *want, const struct json_node *
 unsigned
 provision_diff(const struct provision_want *want, const struct json_node *rule)
 {
-	const struct provision_def *def = &provision_defs[want->kind];
+	const struct webhook_rule *def = &webhook_kinds[want->kind].rule;
 	unsigned drift = provision_match_diff(want, rule);
 	const char *s;
 	long long v;
@@ -198,7 +171,7 @@ provision_drift_text(unsigned drift, char *buf, size_t len)
 char *
 provision_rule_body(const struct provision_want *want)
 {
-	const struct provision_def *def = &provision_defs[want->kind];
+	const struct webhook_rule *def = &webhook_kinds[want->kind].rule;
 	struct json_gen *g = json_gen_new();
 
 	json_gen_map_open(g);
@@ -227,7 +200,7 @@ provision_test_body(const struct provision_want *want)
 
 	json_gen_map_open(g);
 	json_gen_kv_string(g, "url", want->action_address);
-	if (provision_defs[want->kind].webhook_type)
+	if (webhook_kinds[want->kind].rule.webhook_type)
 		json_gen_kv_string(g, "webhook_type", want->webhook_type);
 	json_gen_map_close(g);
 	return json_gen_finish(g, NULL);

@@ -312,7 +312,7 @@ provision_new(struct event_base *base, struct store_writer *w)
 	for (i = 0; i < KIND_COUNT; i++) {
 		p->kinds[i].p = p;
 		p->kinds[i].kind = &webhook_kinds[i];
-		p->kinds[i].def = &provision_defs[i];
+		p->kinds[i].def = &webhook_kinds[i].rule;
 		p->kinds[i].timer = evtimer_new(base, provision_timer_cb, &p->kinds[i]);
 	}
 	provision_status_text(p);

@@ -27,11 +27,29 @@ enum webhook_format {
 #define WEBHOOK_MAX_FIELDS 1000
 #define WEBHOOK_MAX_EVENTS 1000
 
+/* What a ClickSend automation rule matches on, beyond its name. */
+#define MATCH_NUMBER 0x1 /* dedicated_number */
+#define MATCH_SEARCH 0x2 /* message_search_type 0, message_search_term "" */
+#define MATCH_TYPE   0x4 /* match_type 0 */
+
+/* A kind's ClickSend automation endpoint (provisioning); rules_path NULL: none. */
+struct webhook_rule {
+	const char *rules_path; /* "/automations/sms/inbound" */
+	const char *id_field;	/* the rule's id in a listed rule */
+	const char *id_alias;	/* the spelling lists may use instead, or NULL */
+	unsigned match;		/* MATCH_* */
+	int webhook_type;	/* the rule takes webhook_type */
+	const char *test_path;	/* test push endpoint, NULL when there is none */
+};
+
+/* Everything about one kind: adding a kind is one enum value and one row of
+ * webhook_kinds (webhook.c). */
 struct webhook_kind {
 	enum webhook_kind_id id;
 	const char *name; /* "sms.inbound" */
 	const char *path; /* "/sms/inbound", below base_path */
 	int receipt;	  /* dedupe on message_id + status_code */
+	struct webhook_rule rule;
 };
 
 extern const struct webhook_kind webhook_kinds[KIND_COUNT];

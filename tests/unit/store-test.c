@@ -68,8 +68,8 @@ query_text(const char *sql)
 }
 
 static void
-event_init(struct webhook_event *ev, enum webhook_kind_id k, const char *msgid,
-    const char *status, const char *dedupe)
+event_init(struct webhook_event *ev, enum webhook_kind_id k, const char *msgid, const char *status,
+    const char *dedupe)
 {
 	memset(ev, 0, sizeof(*ev));
 	ev->kind = &webhook_kinds[k];
@@ -99,8 +99,8 @@ START_TEST(test_open_creates_schema)
 	struct store *st = store_open(path, 1, &cause);
 
 	ck_assert_ptr_nonnull(st);
-	ck_assert_int_eq(query_int("PRAGMA user_version"),
-	    store_schema_steps[store_schema_nsteps - 1].version);
+	ck_assert_int_eq(
+	    query_int("PRAGMA user_version"), store_schema_steps[store_schema_nsteps - 1].version);
 	mode = query_text("PRAGMA journal_mode");
 	ck_assert_str_eq(mode, "wal");
 	free(mode);
@@ -113,8 +113,8 @@ START_TEST(test_open_creates_schema)
 	st = store_open(path, 0, &cause);
 	ck_assert_ptr_nonnull(st);
 	store_close(st);
-	ck_assert_int_eq(query_int("PRAGMA user_version"),
-	    store_schema_steps[store_schema_nsteps - 1].version);
+	ck_assert_int_eq(
+	    query_int("PRAGMA user_version"), store_schema_steps[store_schema_nsteps - 1].version);
 }
 END_TEST
 
