@@ -97,7 +97,7 @@ cli_deliveries(struct cli *c, int argc, char **argv)
 			return cli_option_end(c, ch, argv);
 		}
 	}
-	if ((rc = cli_list_begin(c, argc, argv, &l, &f.limit)) != EX_OK_)
+	if ((rc = cli_list_begin(c, argc, argv, &l, &f.limit)) != EX_OK)
 		return rc;
 	rc = store_admin_deliveries(c->st, &f, cli_delivery_row, &l);
 	return cli_list_end(c, &l, rc, "deliveries");
@@ -165,7 +165,7 @@ cli_retry_one(struct cli *c, int64_t id, const char *now)
 		return -1;
 	if (ds.n == 0) {
 		cli_warn("delivery %lld: no such delivery", (long long)id);
-		rc = EX_DATAERR_;
+		rc = EX_DATAERR;
 	} else if (strcmp(ds.v[0].state, "done") == 0)
 		cli_warn("delivery %lld is done; skipped (replay its event to send it again)",
 		    (long long)id);
@@ -213,7 +213,7 @@ cli_retry_ids(struct cli *c, int argc, char **argv, const char *now, int *unknow
 	for (i = optind; i < argc; i++) {
 		if ((n = cli_retry_one(c, cli_number(argv[i]), now)) == -1)
 			return -1;
-		if (n == EX_DATAERR_)
+		if (n == EX_DATAERR)
 			*unknown = 1;
 		else
 			total += n;
@@ -254,7 +254,7 @@ cli_retry(struct cli *c, int argc, char **argv)
 		return cli_bad_usage(c, "name delivery ids or --all-dead", NULL);
 	if (relay != NULL && !all_dead)
 		return cli_bad_usage(c, "--relay goes with --all-dead", NULL);
-	if ((rc = cli_open(c)) != EX_OK_)
+	if ((rc = cli_open(c)) != EX_OK)
 		return rc;
 	if (relay != NULL && config_relay_find(c->cfg, relay) == NULL)
 		return cli_bad_usage(c, "not a configured relay", relay);
@@ -265,7 +265,7 @@ cli_retry(struct cli *c, int argc, char **argv)
 	if (n == -1 || store_commit(c->st) == -1)
 		return cli_store_error(c, "retry");
 	printf("%d deliver%s set back to pending\n", n, n == 1 ? "y" : "ies");
-	return unknown ? EX_DATAERR_ : EX_OK_;
+	return unknown ? EX_DATAERR : EX_OK;
 }
 
 /* ------------------------------------------------------------------ replay */
@@ -394,13 +394,13 @@ cli_replay_event(struct cli *c, int64_t id, const char *relay, struct cli_replay
 	rc = 0;
 	if (!ev.found) {
 		cli_warn("event %lld: no such event", (long long)id);
-		rc = EX_DATAERR_;
+		rc = EX_DATAERR;
 	} else if (cli_replay_existing(c, &ds, relay, now, r) == -1 ||
 	    cli_replay_new(c, id, &ev, &ds, relay, now, r) == -1)
 		rc = -1;
 	else if (relay != NULL && !cli_has_delivery(&ds, relay) && r->created == 0) {
 		cli_warn("event %lld: relay %s does not take it", (long long)id, relay);
-		rc = EX_DATAERR_;
+		rc = EX_DATAERR;
 	}
 out:
 	cli_event_free(&ev);
@@ -434,7 +434,7 @@ cli_replay(struct cli *c, int argc, char **argv)
 		return cli_bad_usage(c, "name one event id", NULL);
 	if ((id = cli_number(argv[optind])) == -1)
 		return cli_bad_usage(c, "not an event id", argv[optind]);
-	if ((rc = cli_open(c)) != EX_OK_)
+	if ((rc = cli_open(c)) != EX_OK)
 		return rc;
 	if (relay != NULL && config_relay_find(c->cfg, relay) == NULL)
 		return cli_bad_usage(c, "not a configured relay", relay);
@@ -450,5 +450,5 @@ cli_replay(struct cli *c, int argc, char **argv)
 		return cli_store_error(c, "replay");
 	printf("event %lld: %d deliver%s set back to pending, %d created\n", id, r.requeued,
 	    r.requeued == 1 ? "y" : "ies", r.created);
-	return EX_OK_;
+	return EX_OK;
 }

@@ -129,7 +129,7 @@ cli_events(struct cli *c, int argc, char **argv)
 			return cli_option_end(c, ch, argv);
 		}
 	}
-	if ((rc = cli_list_begin(c, argc, argv, &l, &f.limit)) != EX_OK_)
+	if ((rc = cli_list_begin(c, argc, argv, &l, &f.limit)) != EX_OK)
 		return rc;
 	rc = store_admin_events(c->st, &f, cli_event_row, &l);
 	return cli_list_end(c, &l, rc, "events");

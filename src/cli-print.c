@@ -139,7 +139,7 @@ cli_table_print(struct cli_table *t)
 	t->nrows = 0;
 }
 
-/* Prints a finished JSON document as one line; 0, or EX_SOFTWARE_ when it failed. */
+/* Prints a finished JSON document as one line; 0, or EX_SOFTWARE when it failed. */
 int
 cli_json_line(struct json_gen *g)
 {
@@ -147,7 +147,7 @@ cli_json_line(struct json_gen *g)
 	char *out;
 
 	if ((out = json_gen_finish(g, &len)) == NULL)
-		return EX_SOFTWARE_;
+		return EX_SOFTWARE;
 	fwrite(out, 1, len, stdout);
 	putchar('\n');
 	free(out);
@@ -173,11 +173,11 @@ cli_list_begin(struct cli *c, int argc, char **argv, struct cli_list *l, long lo
 
 	if (optind != argc)
 		return cli_bad_usage(c, "unexpected argument", argv[optind]);
-	if ((rc = cli_open(c)) != EX_OK_)
+	if ((rc = cli_open(c)) != EX_OK)
 		return rc;
 	l->limit = *limit;
 	*limit += *limit < LLONG_MAX;
-	return EX_OK_;
+	return EX_OK;
 }
 
 int
@@ -192,5 +192,5 @@ cli_list_end(struct cli *c, struct cli_list *l, int rc, const char *what)
 		if (l->more)
 			cli_warn("more %s than shown; use --limit", what);
 	}
-	return EX_OK_;
+	return EX_OK;
 }

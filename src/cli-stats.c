@@ -94,9 +94,9 @@ cli_stats(struct cli *c, int argc, char **argv)
 		return cli_option_end(c, ch, argv);
 	if (optind != argc)
 		return cli_bad_usage(c, "unexpected argument", argv[optind]);
-	if ((rc = cli_open(c)) != EX_OK_)
+	if ((rc = cli_open(c)) != EX_OK)
 		return rc;
 	if (cli_stats_print(c) == -1)
 		return cli_store_error(c, "stats");
-	return EX_OK_;
+	return EX_OK;
 }

@@ -9,19 +9,12 @@
 #define CLI_H
 
 #include <stddef.h>
+#include <sysexits.h>
 
 struct config;
 struct json_gen;
 struct option;
 struct store;
-
-#define EX_OK_		0
-#define EX_USAGE_	64
-#define EX_DATAERR_	65
-#define EX_NOINPUT_	66
-#define EX_UNAVAILABLE_ 69
-#define EX_SOFTWARE_	70
-#define EX_CONFIG_	78
 
 #define CLI_DEFAULT_LIMIT  20
 #define CLI_BODY_WIDTH	   40
@@ -76,7 +69,7 @@ void cli_table_print(struct cli_table *);
 int cli_json_line(struct json_gen *);
 int cli_list_more(struct cli_list *);
 /* After a listing's options: no stray argument, the store open, and *LIMIT asking for one
- * row more than shown (that row tells whether the limit cut the list). EX_OK_ or an exit. */
+ * row more than shown (that row tells whether the limit cut the list). EX_OK or an exit. */
 int cli_list_begin(struct cli *, int argc, char **argv, struct cli_list *, long long *limit);
 int cli_list_end(struct cli *, struct cli_list *, int rc, const char *what);
 

@@ -25,7 +25,7 @@ static int
 cli_command_usage(const struct cli *c, FILE *f)
 {
 	fprintf(f, "usage: clicksend-relay [-c FILE] %s\n", c->cmd->usage);
-	return f == stdout ? EX_OK_ : EX_USAGE_;
+	return f == stdout ? EX_OK : EX_USAGE;
 }
 
 /* getopt_long over long options and -h, with our own messages. */
@@ -84,18 +84,18 @@ cli_open(struct cli *c)
 	char *cause = NULL;
 
 	if ((c->cfg = config_load(c->file)) == NULL)
-		return EX_CONFIG_;
+		return EX_CONFIG;
 	/* store_open would create a missing store: the tool only works on an existing one. */
 	if (stat(c->cfg->store_path, &sb) == -1) {
 		cli_warn("cannot open the store %s: %s", c->cfg->store_path, strerror(errno));
-		return EX_NOINPUT_;
+		return EX_NOINPUT;
 	}
 	if ((c->st = store_open(c->cfg->store_path, c->cfg->synchronous_full, &cause)) == NULL) {
 		cli_warn("cannot open the store %s", cause);
 		free(cause);
-		return EX_NOINPUT_;
+		return EX_NOINPUT;
 	}
-	return EX_OK_;
+	return EX_OK;
 }
 
 int
@@ -103,7 +103,7 @@ cli_store_error(struct cli *c, const char *what)
 {
 	cli_warn("%s: %s", what, store_errmsg(c->st));
 	store_rollback(c->st);
-	return EX_SOFTWARE_;
+	return EX_SOFTWARE;
 }
 
 /* ------------------------------------------------------------------ provision */
@@ -153,7 +153,7 @@ cli_provision_cmd(struct cli *c, int argc, char **argv)
 	if (optind != argc)
 		return cli_bad_usage(c, "unexpected argument", argv[optind]);
 	if ((c->cfg = config_load(c->file)) == NULL)
-		return EX_CONFIG_;
+		return EX_CONFIG;
 	return cli_provision(c->cfg, dry_run);
 }
 
@@ -208,7 +208,7 @@ cli_dispatch(struct cli *c, int argc, char **argv)
 	if ((c->cmd = cli_command_find(argv[0])) == NULL) {
 		cli_warn("unknown command %s", argv[0]);
 		cli_usage(stderr);
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	optind = 0; /* GNU getopt: start afresh on the command's own arguments */
 	return c->cmd->fn(c, argc, argv);
@@ -229,30 +229,30 @@ main(int argc, char **argv)
 			break;
 		case 'V':
 			printf("clicksend-relay %s\n", RELAY_VERSION);
-			return EX_OK_;
+			return EX_OK;
 		case 'h':
 			cli_usage(stdout);
-			return EX_OK_;
+			return EX_OK;
 		case ':':
 			cli_warn("option -%c needs a value", optopt);
 			cli_usage(stderr);
-			return EX_USAGE_;
+			return EX_USAGE;
 		default:
 			cli_warn("unknown option %s", argv[optind - 1]);
 			cli_usage(stderr);
-			return EX_USAGE_;
+			return EX_USAGE;
 		}
 	}
 	if (optind == argc) {
 		cli_usage(stderr);
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	rc = cli_dispatch(&c, argc - optind, argv + optind);
 	store_close(c.st);
 	config_free(c.cfg);
-	if (fflush(stdout) == EOF && rc == EX_OK_) {
+	if (fflush(stdout) == EOF && rc == EX_OK) {
 		cli_warn("stdout: %s", strerror(errno));
-		rc = EX_SOFTWARE_;
+		rc = EX_SOFTWARE;
 	}
 	return rc;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <syslog.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -25,13 +26,6 @@
 #include "systemd.h"
 #include "version.h"
 #include "xmalloc.h"
-
-#define EX_OK_		0
-#define EX_USAGE_	64
-#define EX_UNAVAILABLE_ 69
-#define EX_SOFTWARE_	70
-#define EX_CANTCREAT_	73
-#define EX_CONFIG_	78
 
 #define RELAYD_TICK_MS		1000
 #define RELAYD_SHUTDOWN_POLL_MS 50
@@ -324,7 +318,7 @@ relayd_open_store(struct relayd *d, int check)
 	fprintf(stderr, "clicksend-relayd: store %s\n", cause);
 	log_error("store %s", cause);
 	free(cause);
-	return errno == EBUSY ? EX_UNAVAILABLE_ : EX_CANTCREAT_;
+	return errno == EBUSY ? EX_UNAVAILABLE : EX_CANTCREAT;
 }
 
 static void
@@ -414,17 +408,17 @@ relayd_run(struct relayd *d)
 		.route = relayd_route,
 		.arg = d });
 	if (http_listen(d->http) == -1)
-		return EX_UNAVAILABLE_;
+		return EX_UNAVAILABLE;
 	relayd_events(d);
 	d->watchdog_usec = systemd_watchdog_usec();
 	systemd_notify("READY=1\nSTATUS=running");
 	log_notice("clicksend-relayd %s started, store %s", RELAY_VERSION, d->cfg->store_path);
 	provision_start(d->provision, d->cfg);
 	if (event_base_dispatch(d->base) == -1)
-		return EX_SOFTWARE_;
+		return EX_SOFTWARE;
 	store_writer_drain(d->writer);
 	log_notice("clicksend-relayd stopped");
-	return EX_OK_;
+	return EX_OK;
 }
 
 struct relayd_options {
@@ -451,18 +445,18 @@ relayd_options(int argc, char **argv, struct relayd_options *o)
 			break;
 		case 'V':
 			printf("clicksend-relayd %s\n", RELAY_VERSION);
-			return EX_OK_;
+			return EX_OK;
 		case 'h':
 			relayd_usage(stdout);
-			return EX_OK_;
+			return EX_OK;
 		default:
 			relayd_usage(stderr);
-			return EX_USAGE_;
+			return EX_USAGE;
 		}
 	}
 	if (optind != argc) {
 		relayd_usage(stderr);
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	return -1;
 }
@@ -481,7 +475,7 @@ main(int argc, char **argv)
 	log_init(o.debug ? LOG_DEBUG : LOG_INFO, systemd_stderr_is_journal());
 	event_set_log_callback(relayd_libevent_log);
 	if ((d.cfg = config_load(o.file)) == NULL)
-		return EX_CONFIG_;
+		return EX_CONFIG;
 	if (!(d.debug = o.debug))
 		log_set_level(d.cfg->log_level);
 	if ((rc = relayd_open_store(&d, o.check)) != -1) {
@@ -491,7 +485,7 @@ main(int argc, char **argv)
 	if (o.check) {
 		printf("%s: configuration OK, store %s ready\n", o.file, d.cfg->store_path);
 		relayd_free(&d);
-		return EX_OK_;
+		return EX_OK;
 	}
 	rc = relayd_run(&d);
 	relayd_free(&d);

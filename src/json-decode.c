@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "json-internal.h"
-#include "webhook.h"
 #include "xmalloc.h"
 
 /* One object member as a field: strings with their exact length, the rest as text. */
@@ -58,8 +57,8 @@ json_check_events(const struct json_node *root, char *err, size_t errlen)
 		json_error(err, errlen, "JSON body is an empty array");
 		return -1;
 	}
-	if (root->n > WEBHOOK_MAX_EVENTS) {
-		json_error(err, errlen, "too many events (more than %d)", WEBHOOK_MAX_EVENTS);
+	if (root->n > FIELDS_MAX_OBJECTS) {
+		json_error(err, errlen, "too many events (more than %d)", FIELDS_MAX_OBJECTS);
 		return -1;
 	}
 	for (i = 0; i < root->n; i++) {
@@ -142,8 +141,8 @@ json_object_fields(
 {
 	size_t i;
 
-	if (obj->n > WEBHOOK_MAX_FIELDS) {
-		json_error(err, errlen, "too many fields (more than %d)", WEBHOOK_MAX_FIELDS);
+	if (obj->n > FIELDS_MAX) {
+		json_error(err, errlen, "too many fields (more than %d)", FIELDS_MAX);
 		return -1;
 	}
 	for (i = 0; i < obj->n; i++) {

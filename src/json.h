@@ -4,7 +4,7 @@
 #define JSON_H
 
 #include <stddef.h>
-#include "webhook.h"
+#include "fields.h"
 
 /*
  * Parse a webhook JSON body: one object or a non-empty array of objects.

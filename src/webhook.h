@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fields.h"
+
 enum webhook_kind_id {
 	KIND_SMS_INBOUND,
 	KIND_SMS_RECEIPT,
@@ -24,8 +26,8 @@ enum webhook_format {
 };
 
 /* Bounds on one request: fields per event and events (JSON objects) per request. */
-#define WEBHOOK_MAX_FIELDS 1000
-#define WEBHOOK_MAX_EVENTS 1000
+#define WEBHOOK_MAX_FIELDS FIELDS_MAX
+#define WEBHOOK_MAX_EVENTS FIELDS_MAX_OBJECTS
 
 /* What a ClickSend automation rule matches on, beyond its name. */
 #define MATCH_NUMBER 0x1 /* dedicated_number */
@@ -58,38 +60,6 @@ const struct webhook_kind *webhook_kind_by_name(const char *);
 const struct webhook_kind *webhook_kind_by_path(const char *);
 const char *webhook_format_name(enum webhook_format);
 int webhook_format_parse(const char *); /* -1 when unknown */
-
-/* How a field's value was received. Form and query values are always strings. */
-enum field_type {
-	FIELD_STRING,
-	FIELD_NUMBER,
-	FIELD_BOOL,
-	FIELD_NULL,
-	FIELD_JSON
-};
-
-struct field {
-	char *name;
-	char *value; /* decoded text; number/bool as written; NULL for null;
-	                         FIELD_JSON: a nested object/array as JSON text */
-	size_t len;  /* bytes in value (strings may hold NUL) */
-	enum field_type type;
-};
-
-struct fields {
-	struct field *v;
-	size_t n, cap;
-};
-
-/*
- * Copy one field in. A repeated name replaces the earlier value in place (the later one
- * wins, like most form parsers). Names are C strings: one holding a NUL byte is cut there.
- * A NULL value or FIELD_NULL stores a JSON null (value NULL, len 0).
- */
-void fields_add(struct fields *, const char *name, size_t namelen, const char *value,
-    size_t valuelen, enum field_type);
-const struct field *fields_get(const struct fields *, const char *name);
-void fields_free(struct fields *);
 
 struct webhook_event {
 	const struct webhook_kind *kind;
