@@ -38,9 +38,12 @@ enum conf_section_id {
 	SECT_COUNT
 };
 
-struct conf_parse;
 struct conf_key;
-typedef void conf_parser(struct conf_parse *, const struct conf_key *, const char *, void *);
+/* Checks VALUE for KEY and stores it in BASE (struct config or config_relay): NULL, or
+ * why not, written into MSG (MSGLEN bytes) and returned, with nothing stored. A list
+ * value may give several reasons, one per line. */
+typedef const char *conf_parser(
+    const struct conf_key *, const char *value, void *base, char *msg, size_t msglen);
 
 struct conf_choice {
 	const char *name;

@@ -2,12 +2,14 @@
 /*
  * The config keys: one const table per section saying where each value is stored and which
  * parser checks it, and the parsers themselves. Each parser checks one value and stores it,
- * or reports why not (through conf_error, with the key's line).
+ * or returns why not; it knows nothing of the file being read.
  */
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -108,18 +110,48 @@ const struct conf_section conf_sections[SECT_COUNT] = {
 	[SECT_RELAY] = { "relay", conf_relay_keys, nitems(conf_relay_keys) },
 };
 
-/* --- Lists. --- */
+/* --- Helpers. --- */
 
-/* Splits V for KEY into W; -1 when it has too many words. */
-static int
-conf_split_key(struct conf_parse *p, const struct conf_key *k, const char *v, char ***w, size_t *n)
+/* Formats why a value was refused into MSG and returns it, for a parser to return. */
+static const char *__attribute__((format(printf, 3, 4)))
+conf_why(char *msg, size_t msglen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, msglen, fmt, ap);
+	va_end(ap);
+	return msg;
+}
+
+/* Adds one more reason to MSG, on a line of its own: a list value reports each bad word. */
+static const char *__attribute__((format(printf, 3, 4)))
+conf_why_add(char *msg, size_t msglen, const char *fmt, ...)
+{
+	size_t used = strnlen(msg, msglen);
+	va_list ap;
+
+	if (used > 0 && used + 1 < msglen)
+		msg[used++] = '\n';
+	if (used + 1 >= msglen)
+		return msg;
+	va_start(ap, fmt);
+	vsnprintf(msg + used, msglen - used, fmt, ap);
+	va_end(ap);
+	return msg;
+}
+
+/* Splits V for KEY into W; why not when it has too many words. */
+static const char *
+conf_split_key(
+    const struct conf_key *k, const char *v, char ***w, size_t *n, char *msg, size_t msglen)
 {
 	*w = conf_split(v, n);
 	if (*n <= CONF_LIST_MAX)
-		return 0;
-	conf_error(p, p->pend_line, "%s: too many values (at most %d)", k->name, CONF_LIST_MAX);
+		return NULL;
 	conf_strv_free(*w, *n);
-	return -1;
+	*w = NULL;
+	return conf_why(msg, msglen, "%s: too many values (at most %d)", k->name, CONF_LIST_MAX);
 }
 
 /* Replaces a string list field with W. */
@@ -134,8 +166,6 @@ conf_set_strv(void *base, const struct conf_key *k, char **w, size_t n)
 	*nfield = n;
 }
 
-/* --- Key parsers: each checks one value and stores it, or reports why not. --- */
-
 static void
 conf_set_string(void *base, const struct conf_key *k, const char *v)
 {
@@ -145,217 +175,216 @@ conf_set_string(void *base, const struct conf_key *k, const char *v)
 	*field = *v == '\0' ? NULL : xstrdup(v);
 }
 
+/*
+ * --- Key parsers: each checks one value and stores it, or stores nothing and returns why
+ * (written into MSG); conf_apply reports that with the key's line.
+ */
+
 /* A string; conf_apply refuses an empty value unless the key is KEY_OPTIONAL. */
-static void
-conf_string(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+static const char *
+conf_string(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
 {
-	(void)p;
+	(void)msg, (void)msglen;
 	conf_set_string(base, k, v);
+	return NULL;
 }
 
-static void
-conf_listen(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+static const char *
+conf_listen(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
 {
 	const char *why;
 	char **w;
 	size_t n, i;
-	int bad = 0;
 
-	if (conf_split_key(p, k, v, &w, &n) == -1)
-		return;
+	if ((why = conf_split_key(k, v, &w, &n, msg, msglen)) != NULL)
+		return why;
+	msg[0] = '\0';
 	for (i = 0; i < n; i++) {
-		if ((why = conf_listen_check(w[i])) != NULL) {
-			conf_error(p, p->pend_line, "listen: %s: \"%s\"", why, w[i]);
-			bad = 1;
-		}
+		if ((why = conf_listen_check(w[i])) != NULL)
+			conf_why_add(msg, msglen, "listen: %s: \"%s\"", why, w[i]);
 	}
-	if (bad)
+	if (msg[0] != '\0') {
 		conf_strv_free(w, n);
-	else
-		conf_set_strv(base, k, w, n);
+		return msg;
+	}
+	conf_set_strv(base, k, w, n);
+	return NULL;
 }
 
 /* "/x/y" or "/x/y/": stored as "/x/y". Empty or "/" means the root, stored as "". */
-static void
-conf_base_path(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+static const char *
+conf_base_path(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
 {
 	char **field = FIELD(base, k->off, char *);
 	size_t len = strlen(v), i;
 
-	if (*v != '\0' && *v != '/') {
-		conf_error(p, p->pend_line, "base_path: must start with '/'");
-		return;
-	}
+	if (*v != '\0' && *v != '/')
+		return conf_why(msg, msglen, "base_path: must start with '/'");
 	for (i = 0; i < len; i++) {
-		if ((unsigned char)v[i] <= ' ' || v[i] == 0x7f || strchr("?#%", v[i]) != NULL) {
-			conf_error(p, p->pend_line, "base_path: invalid character");
-			return;
-		}
+		if ((unsigned char)v[i] <= ' ' || v[i] == 0x7f || strchr("?#%", v[i]) != NULL)
+			return conf_why(msg, msglen, "base_path: invalid character");
 	}
 	while (len > 0 && v[len - 1] == '/')
 		len--;
 	free(*field);
 	*field = xstrndup(v, len);
+	return NULL;
 }
 
-static void
-conf_token(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+static const char *
+conf_token(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
 {
-	if (strspn(v, URL_SAFE) != strlen(v)) {
-		conf_error(p, p->pend_line,
-		    "token: invalid (only letters, digits and . _ ~ - are allowed)");
-		return;
-	}
+	if (strspn(v, URL_SAFE) != strlen(v))
+		return conf_why(
+		    msg, msglen, "token: invalid (only letters, digits and . _ ~ - are allowed)");
 	conf_set_string(base, k, v);
+	return NULL;
 }
 
-static void
-conf_cidrs(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+static const char *
+conf_cidrs(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
 {
 	struct cidr **field = FIELD(base, k->off, struct cidr *), *c;
 	size_t *nfield = FIELD(base, k->noff, size_t);
+	const char *why;
 	char **w;
 	size_t n, i;
-	int bad = 0;
 
-	if (conf_split_key(p, k, v, &w, &n) == -1)
-		return;
+	if ((why = conf_split_key(k, v, &w, &n, msg, msglen)) != NULL)
+		return why;
 	c = xcalloc(n, sizeof(*c));
 	for (i = 0; i < n; i++) {
 		if (config_parse_cidr(w[i], &c[i]) == -1) {
-			conf_error(p, p->pend_line, "%s: invalid address or network \"%s\"",
-			    k->name, w[i]);
-			bad = 1;
+			conf_why(
+			    msg, msglen, "%s: invalid address or network \"%s\"", k->name, w[i]);
+			conf_strv_free(w, n);
+			free(c);
+			return msg;
 		}
 	}
 	conf_strv_free(w, n);
-	if (bad) {
-		free(c);
-		return;
-	}
 	free(*field);
 	*field = c;
 	*nfield = n;
+	return NULL;
 }
 
-static void
-conf_size(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+static const char *
+conf_size(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
 {
 	size_t n;
 
 	if (config_parse_size(v, &n) == -1)
-		conf_error(p, p->pend_line, "%s: invalid size \"%s\"", k->name, v);
-	else if (n == 0 && (k->flags & KEY_NONZERO))
-		conf_error(p, p->pend_line, "%s: must be more than 0", k->name);
-	else if (n > CONF_SIZE_MAX)
-		conf_error(p, p->pend_line, "%s: must be at most " CONF_SIZE_MAX_TEXT, k->name);
-	else
-		*FIELD(base, k->off, size_t) = n;
+		return conf_why(msg, msglen, "%s: invalid size \"%s\"", k->name, v);
+	if (n == 0 && (k->flags & KEY_NONZERO))
+		return conf_why(msg, msglen, "%s: must be more than 0", k->name);
+	if (n > CONF_SIZE_MAX)
+		return conf_why(msg, msglen, "%s: must be at most " CONF_SIZE_MAX_TEXT, k->name);
+	*FIELD(base, k->off, size_t) = n;
+	return NULL;
 }
 
-static void
-conf_duration(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+static const char *
+conf_duration(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
 {
 	uint64_t ms;
 
 	if (config_parse_duration(v, &ms) == -1)
-		conf_error(p, p->pend_line, "%s: invalid duration \"%s\"", k->name, v);
-	else if (ms == 0 && (k->flags & KEY_NONZERO))
-		conf_error(p, p->pend_line, "%s: must be more than 0", k->name);
-	else
-		*FIELD(base, k->off, uint64_t) = ms;
+		return conf_why(msg, msglen, "%s: invalid duration \"%s\"", k->name, v);
+	if (ms == 0 && (k->flags & KEY_NONZERO))
+		return conf_why(msg, msglen, "%s: must be more than 0", k->name);
+	*FIELD(base, k->off, uint64_t) = ms;
+	return NULL;
 }
 
 /* One word out of the key's table of choices. */
-static void
-conf_choice(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+static const char *
+conf_choice(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
 {
 	const struct conf_choice *c;
 
 	for (c = k->choices; c->name != NULL; c++) {
 		if (strcmp(c->name, v) == 0) {
 			*FIELD(base, k->off, int) = c->value;
-			return;
+			return NULL;
 		}
 	}
-	conf_error(p, p->pend_line, "%s: invalid value \"%s\"", k->name, v);
+	return conf_why(msg, msglen, "%s: invalid value \"%s\"", k->name, v);
 }
 
-static void
-conf_url(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+static const char *
+conf_url(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
 {
 	char **field = FIELD(base, k->off, char *);
 	const char *why;
 	size_t len = strlen(v);
 
-	if (*v != '\0' && (why = conf_url_check(v)) != NULL) {
-		conf_error(p, p->pend_line, "%s: invalid URL: %s", k->name, why);
-		return;
-	}
-	if ((k->flags & KEY_BASE) && strpbrk(v, "?#") != NULL) {
-		conf_error(
-		    p, p->pend_line, "%s: must not have a query string or fragment", k->name);
-		return;
-	}
+	if (*v != '\0' && (why = conf_url_check(v)) != NULL)
+		return conf_why(msg, msglen, "%s: invalid URL: %s", k->name, why);
+	if ((k->flags & KEY_BASE) && strpbrk(v, "?#") != NULL)
+		return conf_why(
+		    msg, msglen, "%s: must not have a query string or fragment", k->name);
 	if (k->flags & KEY_TRIM) {
 		while (len > 0 && v[len - 1] == '/')
 			len--;
 	}
 	free(*field);
 	*field = len == 0 ? NULL : xstrndup(v, len);
+	return NULL;
 }
 
 /* Kind names, space separated, as a bit mask; "*" for all where the key allows it. */
-static void
-conf_kinds(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+static const char *
+conf_kinds(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
 {
 	const struct webhook_kind *kind;
+	const char *why;
 	unsigned mask = 0;
 	char **w;
 	size_t n, i;
-	int bad = 0;
 
 	if ((k->flags & KEY_STAR) && strcmp(v, "*") == 0) {
 		*FIELD(base, k->off, unsigned) = KINDS_ALL;
-		return;
+		return NULL;
 	}
-	if (conf_split_key(p, k, v, &w, &n) == -1)
-		return;
+	if ((why = conf_split_key(k, v, &w, &n, msg, msglen)) != NULL)
+		return why;
+	msg[0] = '\0';
 	for (i = 0; i < n; i++) {
-		if ((kind = webhook_kind_by_name(w[i])) != NULL)
+		if ((kind = webhook_kind_by_name(w[i])) == NULL)
+			conf_why_add(msg, msglen, "%s: unknown kind \"%s\"", k->name, w[i]);
+		else
 			mask |= 1u << kind->id;
-		else {
-			conf_error(p, p->pend_line, "%s: unknown kind \"%s\"", k->name, w[i]);
-			bad = 1;
-		}
 	}
 	conf_strv_free(w, n);
-	if (!bad)
-		*FIELD(base, k->off, unsigned) = mask;
+	if (msg[0] != '\0')
+		return msg;
+	*FIELD(base, k->off, unsigned) = mask;
+	return NULL;
 }
 
-static void
-conf_format(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+static const char *
+conf_format(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
 {
 	int format;
 
 	if ((format = webhook_format_parse(v)) == -1)
-		conf_error(
-		    p, p->pend_line, "%s: expected post, get or json, not \"%s\"", k->name, v);
-	else
-		*FIELD(base, k->off, int) = format;
+		return conf_why(
+		    msg, msglen, "%s: expected post, get or json, not \"%s\"", k->name, v);
+	*FIELD(base, k->off, int) = format;
+	return NULL;
 }
 
-static void
-conf_level(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+static const char *
+conf_level(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
 {
 	int level;
 
 	if ((level = log_level_parse(v)) == -1)
-		conf_error(p, p->pend_line,
+		return conf_why(msg, msglen,
 		    "%s: expected debug, info, notice, warning or error, not \"%s\"", k->name, v);
-	else
-		*FIELD(base, k->off, int) = level;
+	*FIELD(base, k->off, int) = level;
+	return NULL;
 }
 
 /* Why PATH cannot be run: it is missing, not a regular file or not executable; or NULL. */
@@ -374,48 +403,51 @@ conf_exec_problem(const char *path)
 }
 
 /* An absolute path to an executable regular file, checked when the config is read. */
-static void
-conf_exec(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+static const char *
+conf_exec(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
 {
 	const char *why;
 
 	if (*v != '\0' && *v != '/')
-		conf_error(p, p->pend_line, "%s: must be an absolute path", k->name);
-	else if (*v != '\0' && (why = conf_exec_problem(v)) != NULL)
-		conf_error(p, p->pend_line, "%s: cannot run \"%s\": %s", k->name, v, why);
-	else
-		conf_set_string(base, k, v);
+		return conf_why(msg, msglen, "%s: must be an absolute path", k->name);
+	if (*v != '\0' && (why = conf_exec_problem(v)) != NULL)
+		return conf_why(msg, msglen, "%s: cannot run \"%s\": %s", k->name, v, why);
+	conf_set_string(base, k, v);
+	return NULL;
 }
 
 /* A glob for fnmatch(3), checked now so that a typo is not a filter matching nothing. */
-static void
-conf_glob(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+static const char *
+conf_glob(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
 {
 	const char *why;
 
 	if ((why = conf_glob_check(v)) != NULL)
-		conf_error(p, p->pend_line, "%s: invalid glob: %s", k->name, why);
-	else
-		conf_set_string(base, k, v);
+		return conf_why(msg, msglen, "%s: invalid glob: %s", k->name, why);
+	conf_set_string(base, k, v);
+	return NULL;
 }
 
-static void
-conf_words(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+static const char *
+conf_words(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
 {
+	const char *why;
 	char **w;
 	size_t n;
 
-	if (conf_split_key(p, k, v, &w, &n) == 0)
-		conf_set_strv(base, k, w, n);
+	if ((why = conf_split_key(k, v, &w, &n, msg, msglen)) != NULL)
+		return why;
+	conf_set_strv(base, k, w, n);
+	return NULL;
 }
 
-static void
-conf_secret(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+static const char *
+conf_secret(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
 {
 	if (*v != '\0' && (strncmp(v, "whsec_", 6) != 0 || !conf_base64_ok(v + 6)))
-		conf_error(p, p->pend_line, "%s: invalid, expected whsec_<base64>", k->name);
-	else
-		conf_set_string(base, k, v);
+		return conf_why(msg, msglen, "%s: invalid, expected whsec_<base64>", k->name);
+	conf_set_string(base, k, v);
+	return NULL;
 }
 
 /* Whether a header value is free of control characters (tabs allowed). */
@@ -432,8 +464,8 @@ conf_header_value_ok(const char *value)
 }
 
 /* "Name: value", repeatable; stored with exactly one blank after the colon. */
-static void
-conf_header(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+static const char *
+conf_header(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
 {
 	char ***field = FIELD(base, k->off, char **);
 	size_t *nfield = FIELD(base, k->noff, size_t);
@@ -441,67 +473,61 @@ conf_header(struct conf_parse *p, const struct conf_key *k, const char *v, void 
 	size_t namelen;
 
 	if (*v == '\0')
-		return;
-	if (colon == NULL || colon == v) {
-		conf_error(p, p->pend_line, "%s: expected \"Name: value\"", k->name);
-		return;
-	}
+		return NULL;
+	if (colon == NULL || colon == v)
+		return conf_why(msg, msglen, "%s: expected \"Name: value\"", k->name);
 	namelen = (size_t)(colon - v);
-	if (strspn(v, TOKEN_CHARS) < namelen) {
-		conf_error(
-		    p, p->pend_line, "%s: invalid header name \"%.*s\"", k->name, (int)namelen, v);
-		return;
-	}
+	if (strspn(v, TOKEN_CHARS) < namelen)
+		return conf_why(
+		    msg, msglen, "%s: invalid header name \"%.*s\"", k->name, (int)namelen, v);
 	for (value = colon + 1; *value == ' ' || *value == '\t'; value++)
 		;
-	if (!conf_header_value_ok(value)) {
-		conf_error(p, p->pend_line, "%s: control character in value", k->name);
-		return;
-	}
+	if (!conf_header_value_ok(value))
+		return conf_why(msg, msglen, "%s: control character in value", k->name);
 	*field = xreallocarray(*field, *nfield + 1, sizeof(**field));
 	xasprintf(&(*field)[(*nfield)++], "%.*s: %s", (int)namelen, v, value);
+	return NULL;
 }
 
-static void
-conf_concurrency(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+static const char *
+conf_concurrency(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
 {
 	uint64_t n;
 
 	if (strlen(v) > 4 || conf_number_plain(v, CONF_CONCURRENCY_MAX, &n) == -1 || n == 0)
-		conf_error(p, p->pend_line, "%s: expected a number from 1 to %d", k->name,
+		return conf_why(msg, msglen, "%s: expected a number from 1 to %d", k->name,
 		    CONF_CONCURRENCY_MAX);
-	else
-		*FIELD(base, k->off, unsigned) = (unsigned)n;
+	*FIELD(base, k->off, unsigned) = (unsigned)n;
+	return NULL;
 }
 
-static void
-conf_retry(struct conf_parse *p, const struct conf_key *k, const char *v, void *base)
+static const char *
+conf_retry(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
 {
 	uint64_t **field = FIELD(base, k->off, uint64_t *), *ms;
 	size_t *nfield = FIELD(base, k->noff, size_t);
+	const char *why;
 	char **w;
 	size_t n, i;
-	int bad = 0;
 
-	if (conf_split_key(p, k, v, &w, &n) == -1)
-		return;
+	if ((why = conf_split_key(k, v, &w, &n, msg, msglen)) != NULL)
+		return why;
 	ms = xcalloc(n, sizeof(*ms));
+	msg[0] = '\0';
 	for (i = 0; i < n; i++) {
-		if (config_parse_duration(w[i], &ms[i]) == -1) {
-			conf_error(p, p->pend_line, "%s: invalid duration \"%s\"", k->name, w[i]);
-			bad = 1;
-		} else if (ms[i] == 0) {
-			conf_error(p, p->pend_line, "%s: step %zu is 0 (each must be more than 0)",
+		if (config_parse_duration(w[i], &ms[i]) == -1)
+			conf_why_add(msg, msglen, "%s: invalid duration \"%s\"", k->name, w[i]);
+		else if (ms[i] == 0)
+			conf_why_add(msg, msglen, "%s: step %zu is 0 (each must be more than 0)",
 			    k->name, i + 1);
-			bad = 1;
-		}
 	}
 	conf_strv_free(w, n);
-	if (bad) {
+	if (msg[0] != '\0') {
 		free(ms);
-		return;
+		return msg;
 	}
 	free(*field);
 	*field = ms;
 	*nfield = n;
+	return NULL;
 }

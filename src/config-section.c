@@ -75,7 +75,8 @@ conf_apply(struct conf_parse *p, const char *name, const char *value)
 	const struct conf_section *s = p->sect;
 	const struct conf_key *k;
 	void *base;
-	int i, *first, errors;
+	char msg[2048];
+	int i, *first;
 
 	if (p->skip || (i = conf_apply_index(p, name)) == -1)
 		return;
@@ -93,10 +94,16 @@ conf_apply(struct conf_parse *p, const char *name, const char *value)
 		return;
 	}
 	base = s == &conf_sections[SECT_RELAY] ? (void *)p->relay : (void *)p->conf;
-	errors = p->errors;
-	k->parse(p, k, value, base);
-	if (p->errors != errors)
+	if (k->parse(k, value, base, msg, sizeof(msg)) != NULL) {
+		char *line, *next;
+
+		for (line = msg; line != NULL; line = next) {
+			if ((next = strchr(line, '\n')) != NULL)
+				*next++ = '\0';
+			conf_error(p, p->pend_line, "%s", line);
+		}
 		p->failed[s - conf_sections][i] = 1;
+	}
 }
 
 /* --- Relays. --- */
