@@ -276,6 +276,16 @@ for c in $conns; do
 	rm -rf "$tmp/relayd-c$c"
 done
 
+# The reference for the last two: an empty store again, just before them, since the
+# machine's speed drifts over a run.
+port=$($helper port)
+relayd_conf "$tmp/empty" "$port"
+start_relayd relayd-empty "$tmp/empty" "$port"
+measure relayd-empty 100 "http://127.0.0.1:$port/clicksend/sms/inbound"
+rss empty "$pid"
+stop "$pid"
+rm -rf "$tmp/empty"
+
 relay_run
 
 port=$($helper port)
