@@ -6,19 +6,25 @@
 #   scripts/setup.sh test   deps, build and run the whole test suite twice (plain and
 #                           ASan+UBSan) plus make distcheck; the last line is
 #                           "N passed, N failed[, N skipped]"
+#   scripts/setup.sh bench  deps plus wrk, nginx and webhook, then sh bench/run.sh (builds
+#                           in _build/bench with -O2; BENCH_SECONDS per wrk run, default 10)
 set -eu
 
 PACKAGES="build-essential autoconf automake libtool pkg-config python3 sqlite3 curl
 ca-certificates libevent-dev libsqlite3-dev libcurl4-openssl-dev libyajl-dev libsystemd-dev
 libinih-dev libssl-dev check"
+# Only for the benchmark (bench/run.sh): the load generator and the two reference servers
+# (nginx-light unless another nginx package already provides /usr/sbin/nginx).
+BENCH_PACKAGES="wrk webhook"
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 jobs=$(nproc 2>/dev/null || echo 2)
 
+# deps [EXTRA_PACKAGES]: installs whatever of PACKAGES and EXTRA_PACKAGES is missing.
 deps() {
 	missing=""
-	for p in $PACKAGES; do
+	for p in $PACKAGES ${1:-}; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
 			missing="$missing $p"
 	done
@@ -99,8 +105,13 @@ test)
 	bootstrap
 	run_tests
 	;;
+bench)
+	[ -x /usr/sbin/nginx ] || BENCH_PACKAGES="$BENCH_PACKAGES nginx-light"
+	deps "$BENCH_PACKAGES"
+	exec sh bench/run.sh
+	;;
 *)
-	echo "usage: scripts/setup.sh deps|run|test" >&2
+	echo "usage: scripts/setup.sh deps|run|test|bench" >&2
 	exit 64
 	;;
 esac
