@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: ISC */
 /* The outbox scheduler. It asks the store for due deliveries of each relay, keeps at
  * most `concurrency` attempts in flight per relay, hands each to the URL or script
- * relay, and records the outcome on the row through the store writer. An attempt holds
- * its slot until its outcome is committed; a failed record is kept and tried again
- * after a back-off, never the attempt. Rows are the only state that survives: an
+ * relay, and records the outcome on the row through the store writer. An attempt frees
+ * its slot when it ends; its job stays, holding the outcome and keeping the row from
+ * being started again, until the row update is committed. A failed record is kept and
+ * tried again after a back-off, never the attempt. Rows are the only state that survives: an
  * attempt cut short by a crash or shutdown leaves its row pending, so it is tried again
  * after the next start (at-least-once, same webhook-id). */
 #include <stdlib.h>
@@ -54,6 +55,7 @@ struct outbox_job {
 	size_t nfields;
 	struct outbox_record rec; /* the outcome, until its row update committed */
 	struct event *record_ev;  /* a failed record's retry */
+	int recording;		  /* the attempt ended; its slot is free, the record pending */
 	TAILQ_ENTRY(outbox_job) entry;
 };
 
@@ -308,7 +310,9 @@ outbox_record(struct outbox_job *j, const struct relay_result *r)
 	log_ctx(retry || strcmp(rec->state, "dead") == 0 ? LOG_WARNING : LOG_INFO, j->d.event_id,
 	    j->d.relay, "delivery %lld attempt %d: %s -> %s%s%s", (long long)j->d.id,
 	    j->d.attempts + 1, rec->why, rec->state, retry ? " at " : "", retry ? rec->next : "");
+	j->recording = 1;
 	outbox_record_submit(j);
+	outbox_wake(j->ob); /* the slot is free */
 }
 
 static void
@@ -388,37 +392,53 @@ outbox_start(struct outbox *ob, const struct config_relay *rl, struct store_deli
 	}
 }
 
-static int
-outbox_relay_busy(const struct outbox *ob, const char *relay, int64_t delivery_id)
+/* Jobs of RELAY: attempts in flight (holding a slot), and all of them (with those whose
+ * outcome is still being recorded). */
+static void
+outbox_relay_jobs(const struct outbox *ob, const char *relay, int *attempting, int *all)
 {
 	const struct outbox_job *j;
-	int n = 0;
 
+	*attempting = *all = 0;
 	TAILQ_FOREACH(j, &ob->jobs, entry) {
-		if (delivery_id != 0 && j->d.id == delivery_id)
-			return -1;
-		n += strcmp(j->d.relay, relay) == 0;
+		if (strcmp(j->d.relay, relay) == 0) {
+			(*all)++;
+			*attempting += !j->recording;
+		}
 	}
-	return n;
 }
 
-/* Starts the due deliveries of one relay up to its free slots. */
+/* Whether a job holds that delivery: in flight, or its outcome not yet committed. */
+static int
+outbox_claimed(const struct outbox *ob, int64_t delivery_id)
+{
+	const struct outbox_job *j;
+
+	TAILQ_FOREACH(j, &ob->jobs, entry) {
+		if (j->d.id == delivery_id)
+			return 1;
+	}
+	return 0;
+}
+
+/* Starts the due deliveries of one relay up to its free slots. The rows of its jobs are
+ * still pending and come first, so the query asks for that many more. */
 static void
 outbox_run_relay(struct outbox *ob, const struct config_relay *rl, const char *now)
 {
 	struct store_delivery *ds;
-	int busy = outbox_relay_busy(ob, rl->name, 0), n, i;
-	int free_slots = (int)rl->concurrency - busy;
+	int attempting, all, free_slots, n, i;
 
-	if (free_slots <= 0)
+	outbox_relay_jobs(ob, rl->name, &attempting, &all);
+	if ((free_slots = (int)rl->concurrency - attempting) <= 0)
 		return;
-	if ((n = store_due(ob->store, rl->name, now, (size_t)(free_slots + busy), &ds)) == -1) {
+	if ((n = store_due(ob->store, rl->name, now, (size_t)(free_slots + all), &ds)) == -1) {
 		log_ctx(LOG_ERR, 0, rl->name, "outbox: cannot read due deliveries: %s",
 		    store_errmsg(ob->store));
 		return;
 	}
 	for (i = 0; i < n && free_slots > 0; i++) {
-		if (outbox_relay_busy(ob, rl->name, ds[i].id) == -1)
+		if (outbox_claimed(ob, ds[i].id))
 			continue;
 		outbox_start(ob, rl, &ds[i]);
 		free_slots--;
