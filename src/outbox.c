@@ -17,7 +17,6 @@
 #include <event2/event.h>
 
 #include "config.h"
-#include "json.h"
 #include "log.h"
 #include "metrics.h"
 #include "outbox.h"
@@ -26,8 +25,8 @@
 #include "store.h"
 #include "xmalloc.h"
 
-#define OUTBOX_TIMER_MAX_MS 1500 /* past that, the daemon's 1 s tick is soon enough */
-#define OUTBOX_RECORD_RETRY_MS 1000 /* a failed record is tried again after 1, 2, 4 ... */
+#define OUTBOX_TIMER_MAX_MS	   1500 /* past that, the daemon's 1 s tick is soon enough */
+#define OUTBOX_RECORD_RETRY_MS	   1000 /* a failed record is tried again after 1, 2, 4 ... */
 #define OUTBOX_RECORD_RETRY_MAX_MS 30000
 
 /* A config and the number of attempts started under it. */
@@ -50,9 +49,6 @@ struct outbox_job {
 	struct outbox *ob;
 	struct outbox_gen *gen;
 	struct store_delivery d;
-	char *document;
-	struct fields *fields;
-	size_t nfields;
 	struct outbox_record rec; /* the outcome, until its row update committed */
 	struct event *record_ev;  /* a failed record's retry */
 	int recording;		  /* the attempt ended; its slot is free, the record pending */
@@ -66,7 +62,7 @@ struct outbox {
 	struct relay_http *http;
 	struct relay_exec *exec;
 	struct event *wake_ev;
-	struct event *due_ev;   /* the next retry falling due between ticks */
+	struct event *due_ev;	       /* the next retry falling due between ticks */
 	TAILQ_HEAD(, outbox_gen) gens; /* first is the current config */
 	TAILQ_HEAD(, outbox_job) jobs;
 	int njobs;
@@ -171,12 +167,7 @@ outbox_retry_delay(
 static void
 outbox_job_free(struct outbox_job *j)
 {
-	size_t i;
-
-	for (i = 0; i < j->nfields; i++)
-		fields_free(&j->fields[i]);
-	free(j->fields);
-	free(j->document);
+	relay_job_clear(&j->job);
 	free(j->d.relay);
 	free(j->d.kind);
 	free(j->d.format);
@@ -269,8 +260,8 @@ outbox_record_later(struct outbox_job *j, const char *err)
 	    "delivery %lld: cannot record the outcome (%s): %s; trying again in %llu s, the "
 	    "attempt is not repeated",
 	    (long long)j->d.id, j->rec.state, err, (unsigned long long)ms / 1000);
-	if (j->record_ev == NULL && (j->record_ev = evtimer_new(j->ob->base,
-					  outbox_record_retry_cb, j)) == NULL)
+	if (j->record_ev == NULL &&
+	    (j->record_ev = evtimer_new(j->ob->base, outbox_record_retry_cb, j)) == NULL)
 		fatalx("outbox: evtimer_new failed");
 	tv.tv_sec = (time_t)(ms / 1000);
 	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
@@ -321,46 +312,17 @@ outbox_done_cb(const struct relay_job *job, const struct relay_result *r, void *
 	outbox_record(arg, r);
 }
 
-/* The document of SPEC §6; the payload is spliced in as stored. */
 static int
-outbox_document(struct outbox_job *j)
+outbox_prepare(struct outbox_job *j, const struct config_relay *rl)
 {
-	struct json_gen *g = json_gen_new();
+	const struct relay_row row = { .delivery_id = j->d.id,
+		.event_id = j->d.event_id,
+		.kind = j->d.kind,
+		.format = j->d.format,
+		.received_at = j->d.received_at,
+		.payload = j->d.payload };
 
-	json_gen_map_open(g);
-	json_gen_kv_string(g, "id", j->job.event_ref);
-	json_gen_kv_string(g, "type", j->d.kind);
-	json_gen_kv_string(g, "received_at", j->d.received_at);
-	json_gen_kv_string(g, "format", j->d.format);
-	json_gen_string(g, "data");
-	if (json_gen_raw(g, j->d.payload) == -1) {
-		json_gen_free(g);
-		return -1;
-	}
-	json_gen_map_close(g);
-	j->document = json_gen_finish(g, &j->job.doclen);
-	return 0;
-}
-
-static int
-outbox_prepare(struct outbox_job *j)
-{
-	char err[128];
-
-	snprintf(j->job.event_ref, sizeof(j->job.event_ref), "evt_%lld", (long long)j->d.event_id);
-	j->job.delivery_id = j->d.id;
-	j->job.event_id = j->d.event_id;
-	j->job.kind = j->d.kind;
-	j->job.format = j->d.format;
-	j->job.received_at = j->d.received_at;
-	if (outbox_document(j) == -1 ||
-	    json_decode_objects(j->d.payload, strlen(j->d.payload), &j->fields, &j->nfields, err,
-		sizeof(err)) == -1 ||
-	    j->nfields != 1)
-		return -1;
-	j->job.document = j->document;
-	j->job.fields = &j->fields[0];
-	return 0;
+	return relay_job_init(&j->job, rl, &row);
 }
 
 static void
@@ -373,12 +335,11 @@ outbox_start(struct outbox *ob, const struct config_relay *rl, struct store_deli
 	j->ob = ob;
 	j->d = *d;
 	memset(d, 0, sizeof(*d));
-	j->job.relay = rl;
 	j->gen = TAILQ_FIRST(&ob->gens);
 	j->gen->jobs++;
 	TAILQ_INSERT_TAIL(&ob->jobs, j, entry);
 	ob->njobs++;
-	if (outbox_prepare(j) == -1) {
+	if (outbox_prepare(j, rl) == -1) {
 		snprintf(fail.text, sizeof(fail.text), "stored payload is not a JSON object");
 		outbox_done_cb(&j->job, &fail, j);
 		return;

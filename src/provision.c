@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * Provisioning (SPEC section 7). Per kind: list the automation rules (every page), find
+ * Provisioning (clicksend-relayd(8), Provisioning). Per kind: list the automation rules (every page), find
  * the one named "<rule_prefix> <kind>", create or update it when it drifted, record the
  * result in provisioned_rules, retrying on a backoff timer. Everything runs on the daemon's
  * event_base through the ClickSend client, so ingest never waits for the API. Also the life

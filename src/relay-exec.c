@@ -281,7 +281,7 @@ exec_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* The outcome of a finished attempt, per SPEC §6. */
+/* The outcome of a finished attempt (clicksend-relay.conf(5), PROGRAM RELAYS). */
 static void
 exec_result(const struct exec_child *c, struct relay_result *r)
 {

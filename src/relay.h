@@ -33,10 +33,25 @@ struct relay_job {
 	const char *kind;   /* "sms.inbound" */
 	const char *format; /* "post" */
 	const char *received_at;
-	const char *document; /* the JSON document of SPEC §6 */
+	const char *document; /* the relay document, clicksend-relay.conf(5) */
 	size_t doclen;
 	const struct fields *fields; /* the payload's fields, for script environments */
+	/* owned by relay_job_init */
+	char *doc_buf;
+	struct fields *field_list;
+	size_t nfield_list;
 };
+
+/* A stored delivery as an attempt needs it; the strings stay the caller's. */
+struct relay_row {
+	int64_t delivery_id, event_id;
+	const char *kind, *format, *received_at, *payload;
+};
+
+/* Fills JOB for one attempt of ROW to RELAY: the document and the payload's fields
+ * (relay-job.c). 0, or -1 when the stored payload is not one JSON object. */
+int relay_job_init(struct relay_job *, const struct config_relay *, const struct relay_row *);
+void relay_job_clear(struct relay_job *);
 
 typedef void (*relay_done_cb)(const struct relay_job *, const struct relay_result *, void *arg);
 

@@ -8,7 +8,7 @@
 struct store_writer;
 struct store_provision_rule;
 
-/* Deletes up to limit old events (SPEC retention); done gets the number deleted, or -1
+/* Deletes up to limit old events ([store] retention); done gets the number deleted, or -1
  * with the reason, on the loop. done may be NULL. */
 void store_jobs_retention(struct store_writer *, const char *before, int limit,
     void (*done)(int n, const char *err, void *arg), void *arg);

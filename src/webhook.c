@@ -18,7 +18,7 @@
 #endif
 
 /* Adding a kind is one row here and one enum value in webhook.h: the name, the path
- * below base_path, dedupe, and the ClickSend automation rule (clicksend/README.md). */
+ * below base_path, dedupe, and the ClickSend automation rule (its /automations endpoint). */
 const struct webhook_kind webhook_kinds[KIND_COUNT] = {
 	[KIND_SMS_INBOUND] = { .id = KIND_SMS_INBOUND,
 	    .name = "sms.inbound",
