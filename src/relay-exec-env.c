@@ -11,7 +11,7 @@
 
 #include "config.h"
 #include "log.h"
-#include "relay-exec-internal.h"
+#include "relay-exec-env.h"
 #include "xmalloc.h"
 
 #define EXEC_PATH      "PATH=/usr/local/bin:/usr/bin:/bin"

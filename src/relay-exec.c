@@ -1,28 +1,103 @@
 /* SPDX-License-Identifier: ISC */
-/* Script relays: one attempt runs the relay's exec as a child process, without a shell, in its
- * own process group and with a clean environment. The document goes to its stdin, its stdout
- * and stderr are logged line by line (bounded), and the exit status becomes the outcome. Pipes,
- * SIGCHLD and timers all run on the daemon's loop: nothing here blocks except at shutdown.
- * This file starts, times out and reaps the children; the pipes are in relay-exec-pipe.c,
- * the environment in relay-exec-env.c. */
+/*
+ * Script relays: one attempt runs the relay's exec as a child process, without a shell, in
+ * its own process group and with a clean environment (relay-exec-env.c). Three
+ * close-on-exec pipes are made before the spawn; the document is written to its stdin as
+ * far as the script reads it, its stdout and stderr are logged line by line up to
+ * EXEC_OUTPUT_MAX bytes each (the rest only counted), and the exit status becomes the
+ * outcome. Pipes, SIGCHLD and timers all run on the daemon's loop: nothing here blocks
+ * except at shutdown. This file starts, times out and reaps the children.
+ */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/types.h>
 #include <sys/wait.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <event2/util.h>
 
 #include "config.h"
 #include "log.h"
-#include "relay-exec-internal.h"
+#include "relay-exec-env.h"
+#include "relay.h"
 #include "xmalloc.h"
+
+struct event;
+
+#define EXEC_LINE_MAX 1024 /* a longer line is logged in pieces */
+
+/* What the timer does next. */
+enum exec_phase {
+	EXEC_RUN,   /* fires at the relay's timeout: SIGTERM */
+	EXEC_TERM,  /* fires EXEC_KILL_MS later: SIGKILL */
+	EXEC_DRAIN, /* exited or killed: stop waiting for the pipes */
+	EXEC_FAILED /* never started: report it from the loop */
+};
+
+struct exec_child;
+
+/* One of the child's output pipes. */
+struct exec_out {
+	struct exec_child *child;
+	const char *name; /* "stdout", "stderr" */
+	int fd;		  /* -1 once at EOF */
+	struct event *ev;
+	char line[EXEC_LINE_MAX + 1];
+	size_t linelen;
+	size_t kept;	  /* bytes logged so far */
+	size_t discarded; /* bytes read past EXEC_OUTPUT_MAX */
+};
+
+/*
+ * One attempt. The child is its own process group leader (pgid == pid). Its exit is noticed
+ * with WNOWAIT and it stays a zombie until the attempt is over: that keeps the pid, and so the
+ * process group id, from being reused while we may still signal the group.
+ */
+struct exec_child {
+	struct relay_exec *rx;
+	const struct relay_job *job;
+	relay_done_cb cb;
+	void *arg;
+	pid_t pid;	 /* -1 when it did not start */
+	int error;	 /* errno when it did not start */
+	int exited;	 /* how and status are known */
+	int how, status; /* CLD_EXITED etc., exit status or signal */
+	int timed_out;
+	enum exec_phase phase;
+	int in_fd; /* our end of its stdin; -1 once closed */
+	struct event *in_ev;
+	size_t written;
+	struct exec_out out[2];
+	struct event *timer;
+	TAILQ_ENTRY(exec_child) entry;
+};
+TAILQ_HEAD(exec_children, exec_child);
+
+struct relay_exec {
+	struct event_base *base;
+	struct event *sigchld;
+	struct exec_children children;
+	int n;
+};
+
+/* Calls back once the child has exited and both output pipes are closed (logs complete). */
+static void relay_exec_finish(struct exec_child *);
+static void relay_exec_close(int *fd);
+static int relay_exec_pipes(int ours[3], int child[3]);
+static void relay_exec_stdin_close(struct exec_child *);
+static void relay_exec_stdin_cb(evutil_socket_t, short, void *);
+static void relay_exec_output_cb(evutil_socket_t, short, void *);
+static void relay_exec_output_eof(struct exec_out *);
 
 #define EXEC_KILL_MS  5000 /* SIGTERM to SIGKILL after a timeout */
 #define EXEC_DRAIN_MS 1000 /* pipes still open after exit: background jobs */
@@ -324,7 +399,7 @@ exec_child_free(struct exec_child *c)
 }
 
 /* Calls back once the child has exited and both output pipes are closed (logs complete). */
-void
+static void
 relay_exec_finish(struct exec_child *c)
 {
 	const struct relay_job *job = c->job;
@@ -381,4 +456,144 @@ relay_exec_free(struct relay_exec *rx)
 		exec_child_free(c);
 	event_free(rx->sigchld);
 	free(rx);
+}
+
+#define EXEC_OUTPUT_MAX 4096  /* bytes logged of stdout, and of stderr */
+#define EXEC_READ_SIZE	16384 /* bytes read from a pipe per loop turn */
+
+static void
+relay_exec_close(int *fd)
+{
+	if (*fd != -1)
+		close(*fd);
+	*fd = -1;
+}
+
+/*
+ * Three close-on-exec pipes: child[] are the script's stdin/stdout/stderr, ours[] the other
+ * ends, non-blocking. 0 or an errno, with nothing left open.
+ */
+static int
+relay_exec_pipes(int ours[3], int child[3])
+{
+	int p[2], i, error;
+
+	for (i = 0; i < 3; i++)
+		ours[i] = child[i] = -1;
+	for (i = 0; i < 3; i++) {
+		if (pipe2(p, O_CLOEXEC) == -1)
+			goto fail;
+		ours[i] = i == 0 ? p[1] : p[0];
+		child[i] = i == 0 ? p[0] : p[1];
+		if (fcntl(ours[i], F_SETFL, O_NONBLOCK) == -1)
+			goto fail;
+	}
+	return 0;
+fail:
+	error = errno;
+	for (i = 0; i < 3; i++) {
+		relay_exec_close(&ours[i]);
+		relay_exec_close(&child[i]);
+	}
+	return error;
+}
+
+static void
+relay_exec_stdin_close(struct exec_child *c)
+{
+	if (c->in_ev != NULL)
+		event_free(c->in_ev);
+	c->in_ev = NULL;
+	relay_exec_close(&c->in_fd);
+}
+
+/* Writes as much of the document as the pipe takes; a script may never read it. */
+static void
+relay_exec_stdin_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct exec_child *c = arg;
+	const struct relay_job *job = c->job;
+	ssize_t n;
+
+	if (c->written < job->doclen) {
+		n = write(fd, job->document + c->written, job->doclen - c->written);
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n == -1) {
+			if (errno != EPIPE)
+				log_ctx(LOG_DEBUG, job->event_id, job->relay->name, "stdin: %s",
+				    strerror(errno));
+			relay_exec_stdin_close(c);
+			return;
+		}
+		c->written += (size_t)n;
+	}
+	if (c->written >= job->doclen)
+		relay_exec_stdin_close(c);
+}
+
+/* Logs the buffered (partial) line, if any. */
+static void
+exec_line_flush(struct exec_out *o)
+{
+	const struct relay_job *job = o->child->job;
+
+	if (o->linelen == 0)
+		return;
+	if (o->line[o->linelen - 1] == '\r')
+		o->linelen--;
+	o->line[o->linelen] = '\0';
+	log_ctx(LOG_INFO, job->event_id, job->relay->name, "%s: %s", o->name, o->line);
+	o->linelen = 0;
+}
+
+/* Takes output bytes: lines are logged until EXEC_OUTPUT_MAX, the rest only counted. */
+static void
+exec_output_take(struct exec_out *o, const char *buf, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len && o->kept < EXEC_OUTPUT_MAX; i++) {
+		o->kept++;
+		if (buf[i] == '\n') {
+			exec_line_flush(o);
+			continue;
+		}
+		o->line[o->linelen++] = buf[i] == '\0' ? '?' : buf[i];
+		if (o->linelen == EXEC_LINE_MAX || o->kept == EXEC_OUTPUT_MAX)
+			exec_line_flush(o);
+	}
+	o->discarded += len - i;
+}
+
+static void
+relay_exec_output_eof(struct exec_out *o)
+{
+	const struct relay_job *job = o->child->job;
+
+	exec_line_flush(o);
+	if (o->discarded > 0)
+		log_ctx(LOG_INFO, job->event_id, job->relay->name, "%s: %zu more bytes discarded",
+		    o->name, o->discarded);
+	event_free(o->ev);
+	o->ev = NULL;
+	relay_exec_close(&o->fd);
+}
+
+static void
+relay_exec_output_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct exec_out *o = arg;
+	char buf[EXEC_READ_SIZE];
+	ssize_t n;
+
+	n = read(fd, buf, sizeof(buf));
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n > 0) {
+		exec_output_take(o, buf, (size_t)n);
+		return;
+	}
+	relay_exec_output_eof(o);
+	relay_exec_finish(o->child);
 }
