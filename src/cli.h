@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * Shared by the operator tool's files: clicksend-relay.c (main, options, the command table,
- * provision), cli-print.c (tables, JSON lines, listings, messages), cli-events.c,
- * cli-deliveries.c (deliveries, retry, replay) and cli-stats.c. Linked only into
- * clicksend-relay, never into the daemon's library.
+ * Shared by the operator tool's files: clicksend-relay.c (main, the command table,
+ * provision), cli.c (options, usage, opening the config and store), cli-print.c (tables,
+ * JSON lines, listings, messages), cli-events.c, cli-deliveries.c (deliveries, retry,
+ * replay) and cli-stats.c. Linked only into clicksend-relay, never into the daemon's
+ * library.
  */
 #ifndef CLI_H
 #define CLI_H
@@ -55,6 +56,8 @@ struct cli_list {
 
 /* clicksend-relay.c */
 int cli_provision(const struct config *, int dry_run);
+
+/* cli.c */
 int cli_getopt(int argc, char **argv, const struct option *);
 int cli_option_end(const struct cli *, int ch, char **argv);
 int cli_bad_usage(const struct cli *, const char *what, const char *arg);
