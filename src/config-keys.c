@@ -253,16 +253,17 @@ conf_cidrs(const struct conf_key *k, const char *v, void *base, char *msg, size_
 	if ((why = conf_split_key(k, v, &w, &n, msg, msglen)) != NULL)
 		return why;
 	c = xcalloc(n, sizeof(*c));
+	msg[0] = '\0';
 	for (i = 0; i < n; i++) {
-		if (config_parse_cidr(w[i], &c[i]) == -1) {
-			conf_why(
+		if (config_parse_cidr(w[i], &c[i]) == -1)
+			conf_why_add(
 			    msg, msglen, "%s: invalid address or network \"%s\"", k->name, w[i]);
-			conf_strv_free(w, n);
-			free(c);
-			return msg;
-		}
 	}
 	conf_strv_free(w, n);
+	if (msg[0] != '\0') {
+		free(c);
+		return msg;
+	}
 	free(*field);
 	*field = c;
 	*nfield = n;
