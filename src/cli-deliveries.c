@@ -221,6 +221,26 @@ cli_retry_ids(struct cli *c, int argc, char **argv, const char *now, int *unknow
 	return total;
 }
 
+/* retry ID... --relay R: each delivery (an orphaned one, typically) moves to R, pending. */
+static int
+cli_move_ids(struct cli *c, int argc, char **argv, const char *relay, const char *now, int *unknown)
+{
+	int i, n, total = 0;
+
+	for (i = optind; i < argc; i++) {
+		if ((n = store_delivery_move(c->st, cli_number(argv[i]), relay, now)) == -1)
+			return -1;
+		if (n == 0) {
+			cli_warn("delivery %s not moved to %s: unknown, done, or its event already "
+				 "has a delivery for %s (replay the event instead)",
+			    argv[i], relay, relay);
+			*unknown = 1;
+		}
+		total += n;
+	}
+	return total;
+}
+
 int
 cli_retry(struct cli *c, int argc, char **argv)
 {
@@ -252,8 +272,6 @@ cli_retry(struct cli *c, int argc, char **argv)
 	}
 	if (all_dead == (optind < argc))
 		return cli_bad_usage(c, "name delivery ids or --all-dead", NULL);
-	if (relay != NULL && !all_dead)
-		return cli_bad_usage(c, "--relay goes with --all-dead", NULL);
 	if ((rc = cli_open(c)) != EX_OK)
 		return rc;
 	if (relay != NULL && config_relay_find(c->cfg, relay) == NULL)
@@ -261,7 +279,9 @@ cli_retry(struct cli *c, int argc, char **argv)
 	store_time_text(now, 0);
 	if (store_begin(c->st) == -1)
 		return cli_store_error(c, "retry");
-	n = all_dead ? cli_retry_dead(c, relay, now) : cli_retry_ids(c, argc, argv, now, &unknown);
+	n = all_dead	  ? cli_retry_dead(c, relay, now) :
+	    relay != NULL ? cli_move_ids(c, argc, argv, relay, now, &unknown) :
+			    cli_retry_ids(c, argc, argv, now, &unknown);
 	if (n == -1 || store_commit(c->st) == -1)
 		return cli_store_error(c, "retry");
 	printf("%d deliver%s set back to pending\n", n, n == 1 ? "y" : "ies");

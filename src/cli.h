@@ -82,5 +82,10 @@ int cli_deliveries(struct cli *, int, char **);
 int cli_retry(struct cli *, int, char **);
 int cli_replay(struct cli *, int, char **);
 int cli_stats(struct cli *, int, char **);
+/* cli-relays.c */
+int cli_relays(struct cli *, int, char **);
+int cli_pause(struct cli *, int, char **);
+int cli_resume(struct cli *, int, char **);
+int cli_drop(struct cli *, int, char **);
 
 #endif

@@ -81,10 +81,14 @@ static const struct cli_command cli_commands[] = {
 	    .usage = "deliveries [--state S] [--relay R] [--limit N] [--json]" },
 	{ .name = "retry",
 	    .fn = cli_retry,
-	    .usage = "retry DELIVERY_ID... | retry --all-dead [--relay R]" },
+	    .usage = "retry DELIVERY_ID... [--relay R] | retry --all-dead [--relay R]" },
 	{ .name = "replay", .fn = cli_replay, .usage = "replay EVENT_ID [--relay R]" },
 	{ .name = "provision", .fn = cli_provision_cmd, .usage = "provision [--dry-run]" },
 	{ .name = "stats", .fn = cli_stats, .usage = "stats" },
+	{ .name = "relays", .fn = cli_relays, .usage = "relays [--json]" },
+	{ .name = "pause", .fn = cli_pause, .usage = "pause RELAY [--reason TEXT]" },
+	{ .name = "resume", .fn = cli_resume, .usage = "resume RELAY" },
+	{ .name = "drop", .fn = cli_drop, .usage = "drop RELAY" },
 	{ .name = NULL },
 };
 

@@ -26,7 +26,7 @@
 #define KEY_TRIM     0x10 /* strip trailing slashes from a URL */
 #define KEY_BASE     0x20 /* a base URL: no query string or fragment */
 
-#define CONF_KEYS_MAX 16
+#define CONF_KEYS_MAX 24
 #define KINDS_ALL     ((1u << KIND_COUNT) - 1)
 
 enum conf_section_id {

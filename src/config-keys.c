@@ -21,6 +21,7 @@
 
 #define CONF_LIST_MAX	     100 /* words in one list value */
 #define CONF_CONCURRENCY_MAX 1000
+#define CONF_RATE_MAX	     100000	 /* attempts per second or minute */
 #define CONF_SIZE_MAX	     (64u << 20) /* max_body_size: a body is held in memory whole */
 #define CONF_SIZE_MAX_TEXT   "64m"
 
@@ -33,7 +34,7 @@
 
 static conf_parser conf_string, conf_listen, conf_base_path, conf_token, conf_cidrs, conf_size,
     conf_duration, conf_choice, conf_url, conf_kinds, conf_format, conf_level, conf_exec,
-    conf_words, conf_secret, conf_header, conf_concurrency, conf_retry, conf_glob;
+    conf_words, conf_secret, conf_header, conf_concurrency, conf_retry, conf_glob, conf_rate;
 
 static const struct conf_choice conf_synchronous[] = {
 	{ "full", 1 },
@@ -100,6 +101,9 @@ static const struct conf_key conf_relay_keys[] = {
 	{ "timeout", conf_duration, RELAY(timeout_ms), 0, KEY_NONZERO, NULL },
 	{ "concurrency", conf_concurrency, RELAY(concurrency), 0, 0, NULL },
 	{ "retry_schedule", conf_retry, RELAY(retry_ms), RELAY(nretry), 0, NULL },
+	{ "rate", conf_rate, RELAY(rate), RELAY(rate_window_ms), KEY_OPTIONAL, NULL },
+	{ "ordered", conf_choice, RELAY(ordered), 0, 0, conf_bool },
+	{ "pause_after", conf_duration, RELAY(pause_after_ms), 0, KEY_OPTIONAL, NULL },
 };
 
 const struct conf_section conf_sections[SECT_COUNT] = {
@@ -530,5 +534,32 @@ conf_retry(const struct conf_key *k, const char *v, void *base, char *msg, size_
 	free(*field);
 	*field = ms;
 	*nfield = n;
+	return NULL;
+}
+
+/* "N/s" or "N/m": at most N attempts started in any second or minute; empty: no limit. */
+static const char *
+conf_rate(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
+{
+	const char *slash = strchr(v, '/');
+	char num[16];
+	uint64_t n, window;
+	size_t len;
+
+	if (*v == '\0') {
+		*FIELD(base, k->off, unsigned) = 0;
+		return NULL;
+	}
+	if (slash == NULL || (len = (size_t)(slash - v)) == 0 || len >= sizeof(num) ||
+	    (strcmp(slash, "/s") != 0 && strcmp(slash, "/m") != 0))
+		return conf_why(msg, msglen, "%s: expected N/s or N/m, e.g. 20/s", k->name);
+	memcpy(num, v, len);
+	num[len] = '\0';
+	if (conf_number_plain(num, CONF_RATE_MAX, &n) == -1 || n == 0)
+		return conf_why(
+		    msg, msglen, "%s: N must be a number from 1 to %d", k->name, CONF_RATE_MAX);
+	window = slash[1] == 's' ? 1000 : 60000;
+	*FIELD(base, k->off, unsigned) = (unsigned)n;
+	*FIELD(base, k->noff, uint64_t) = window;
 	return NULL;
 }

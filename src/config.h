@@ -30,6 +30,10 @@ struct config_relay {
 	unsigned concurrency; /* default 4 (exec 1) */
 	uint64_t *retry_ms;   /* delay before each retry */
 	size_t nretry;
+	unsigned rate;		 /* attempts started per rate_window_ms; 0: no limit */
+	uint64_t rate_window_ms; /* 1000 (N/s) or 60000 (N/m) */
+	int ordered;		 /* one delivery at a time per conversation */
+	uint64_t pause_after_ms; /* pause when every attempt failed this long; 0 never */
 };
 
 struct config {

@@ -306,6 +306,13 @@ http_status_text(const char *(*fn)(void *), void *arg)
 	return fn != NULL ? fn(arg) : "off";
 }
 
+static void
+http_paused_name(const char *relay, const char *paused_at, const char *reason, void *arg)
+{
+	(void)paused_at, (void)reason;
+	json_gen_string(arg, relay);
+}
+
 void
 http_healthz(struct http_ctx *c)
 {
@@ -325,6 +332,10 @@ http_healthz(struct http_ctx *c)
 	json_gen_kv_string(
 	    g, "provisioning", http_status_text(h->status.provisioning, h->status.arg));
 	json_gen_kv_string(g, "selftest", http_status_text(h->status.selftest, h->status.arg));
+	json_gen_string(g, "paused");
+	json_gen_array_open(g);
+	(void)store_paused_relays(h->store, http_paused_name, g);
+	json_gen_array_close(g);
 	json_gen_map_close(g);
 	doc = json_gen_finish(g, NULL);
 	http_reply_doc(c, ok ? 200 : 503, "application/json", doc);
@@ -341,7 +352,8 @@ http_metrics(struct http_ctx *c)
 
 	for (i = 0; i < cfg->nrelays; i++) {
 		g[n].relay = cfg->relays[i].name;
-		if (store_relay_counts(c->http->store, g[n].relay, &g[n].pending, &g[n].dead) == 0)
+		if (store_relay_counts(
+			c->http->store, g[n].relay, &g[n].pending, &g[n].dead, &g[n].paused) == 0)
 			n++;
 	}
 	doc = metrics_render(g, n);

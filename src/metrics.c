@@ -238,6 +238,12 @@ metrics_render_relays(struct metrics_out *o, const struct metrics_relay_gauge *g
 	for (i = 0; i < n; i++)
 		metrics_printf(
 		    o, "clicksend_relay_outbox_dead{relay=\"%s\"} %lld\n", g[i].relay, g[i].dead);
+	metrics_printf(o,
+	    "# HELP clicksend_relay_relay_paused 1 while the relay is paused.\n"
+	    "# TYPE clicksend_relay_relay_paused gauge\n");
+	for (i = 0; i < n; i++)
+		metrics_printf(o, "clicksend_relay_relay_paused{relay=\"%s\"} %d\n", g[i].relay,
+		    g[i].paused != 0);
 }
 
 static void

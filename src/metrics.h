@@ -19,6 +19,7 @@ void metrics_set_selftest_ok(enum webhook_kind_id, int ok);
 struct metrics_relay_gauge {
 	const char *relay;
 	long long pending, dead;
+	int paused;
 };
 /* Prometheus text; caller frees. */
 char *metrics_render(const struct metrics_relay_gauge *, size_t n);

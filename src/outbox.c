@@ -20,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "outbox.h"
+#include "relay-ctl.h"
 #include "relay.h"
 #include "store-writer.h"
 #include "store.h"
@@ -28,6 +29,7 @@
 #define OUTBOX_TIMER_MAX_MS	   1500 /* past that, the daemon's 1 s tick is soon enough */
 #define OUTBOX_RECORD_RETRY_MS	   1000 /* a failed record is tried again after 1, 2, 4 ... */
 #define OUTBOX_RECORD_RETRY_MAX_MS 30000
+#define OUTBOX_PAUSED_READ_MS	   1000 /* the relays table is read this often */
 
 /* A config and the number of attempts started under it. */
 struct outbox_gen {
@@ -62,7 +64,10 @@ struct outbox {
 	struct relay_http *http;
 	struct relay_exec *exec;
 	struct event *wake_ev;
-	struct event *due_ev;	       /* the next retry falling due between ticks */
+	struct event *due_ev;  /* the next retry falling due between ticks */
+	struct event *rate_ev; /* a relay held back by its rate may start again */
+	struct relay_ctl *ctl;
+	int64_t paused_read_at;	       /* monotonic ms; 0 never */
 	TAILQ_HEAD(, outbox_gen) gens; /* first is the current config */
 	TAILQ_HEAD(, outbox_job) jobs;
 	int njobs;
@@ -83,8 +88,10 @@ outbox_new(struct event_base *base, struct store *st, struct store_writer *w, st
 	TAILQ_INIT(&ob->jobs);
 	ob->http = relay_http_new(base);
 	ob->exec = relay_exec_new(base);
+	ob->ctl = relay_ctl_new();
 	if ((ob->wake_ev = event_new(base, -1, 0, outbox_run_cb, ob)) == NULL ||
-	    (ob->due_ev = evtimer_new(base, outbox_run_cb, ob)) == NULL)
+	    (ob->due_ev = evtimer_new(base, outbox_run_cb, ob)) == NULL ||
+	    (ob->rate_ev = evtimer_new(base, outbox_run_cb, ob)) == NULL)
 		fatalx("outbox: event_new failed");
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 	outbox_set_config(ob, cfg);
@@ -113,6 +120,48 @@ outbox_orphan_cb(const char *relay, long long n, void *arg)
 		    n, n == 1 ? "y" : "ies");
 }
 
+/* A write about a relay (pause by pause_after, unorder), through the writer. */
+struct outbox_relay_write {
+	char *relay;
+	int pause; /* 1 pause with reason, 0 unorder */
+	char now[32], reason[96];
+};
+
+static int
+outbox_relay_write_work(void *handle, void *arg)
+{
+	struct outbox_relay_write *w = arg;
+
+	if (w->pause)
+		return store_relay_set_paused(handle, w->relay, 1, w->now, w->reason);
+	return store_relay_unorder(handle, w->relay) == -1 ? -1 : 0;
+}
+
+static void
+outbox_relay_write_done(int result, const char *err, void *arg)
+{
+	struct outbox_relay_write *w = arg;
+
+	if (result != STORE_WRITER_OK)
+		log_ctx(LOG_ERR, 0, w->relay, "cannot record %s: %s",
+		    w->pause ? "the pause" : "that the relay is no longer ordered", err);
+	free(w->relay);
+	free(w);
+}
+
+static void
+outbox_relay_write(struct outbox *ob, const char *relay, int pause, const char *reason)
+{
+	struct outbox_relay_write *w = xcalloc(1, sizeof(*w));
+
+	w->relay = xstrdup(relay);
+	w->pause = pause;
+	store_time_text(w->now, 0);
+	if (reason != NULL)
+		snprintf(w->reason, sizeof(w->reason), "%s", reason);
+	store_writer_submit(ob->writer, outbox_relay_write_work, outbox_relay_write_done, w);
+}
+
 void
 outbox_set_config(struct outbox *ob, struct config *cfg)
 {
@@ -124,6 +173,11 @@ outbox_set_config(struct outbox *ob, struct config *cfg)
 		outbox_gen_release(ob, old);
 	if (store_pending_relays(ob->store, outbox_orphan_cb, cfg) == -1)
 		log_warnx("outbox: cannot count pending deliveries: %s", store_errmsg(ob->store));
+	for (size_t i = 0; i < cfg->nrelays; i++) {
+		if (!cfg->relays[i].ordered)
+			outbox_relay_write(ob, cfg->relays[i].name, 0, NULL);
+	}
+	ob->paused_read_at = 0;
 	outbox_wake(ob);
 }
 
@@ -287,6 +341,31 @@ outbox_record_done(int result, const char *err, void *arg)
 	outbox_job_end(j);
 }
 
+static int64_t
+outbox_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* pause_after: a relay whose attempts have all failed that long is paused. */
+static void
+outbox_streak(struct outbox_job *j, int ok, const char *now_text)
+{
+	const struct config_relay *rl = j->job.relay;
+	char since[32], reason[96];
+
+	if (!relay_ctl_outcome(j->ob->ctl, rl, ok, outbox_mono_ms(), now_text, since))
+		return;
+	snprintf(reason, sizeof(reason), "auto: failing since %s", since);
+	log_ctx(LOG_WARNING, 0, rl->name,
+	    "every attempt has failed since %s: relay paused (clicksend-relay resume %s)", since,
+	    rl->name);
+	outbox_relay_write(j->ob, rl->name, 1, reason);
+}
+
 /* Logs the attempt and hands its outcome to the writer; the job ends once committed. */
 static void
 outbox_record(struct outbox_job *j, const struct relay_result *r)
@@ -301,6 +380,7 @@ outbox_record(struct outbox_job *j, const struct relay_result *r)
 	log_ctx(retry || strcmp(rec->state, "dead") == 0 ? LOG_WARNING : LOG_INFO, j->d.event_id,
 	    j->d.relay, "delivery %lld attempt %d: %s -> %s%s%s", (long long)j->d.id,
 	    j->d.attempts + 1, rec->why, rec->state, retry ? " at " : "", retry ? rec->next : "");
+	outbox_streak(j, strcmp(rec->state, "done") == 0, rec->now);
 	j->recording = 1;
 	outbox_record_submit(j);
 	outbox_wake(j->ob); /* the slot is free */
@@ -382,6 +462,44 @@ outbox_claimed(const struct outbox *ob, int64_t delivery_id)
 	return 0;
 }
 
+/* Slots left under the relay's rate; when none, a timer for when one frees. */
+static int
+outbox_rate_slots(struct outbox *ob, const struct config_relay *rl, int free_slots)
+{
+	int64_t wait = 0;
+	unsigned n = relay_ctl_allowance(ob->ctl, rl, outbox_mono_ms(), &wait);
+
+	if (n == 0) {
+		struct timeval tv = { (time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000 };
+
+		if (!evtimer_pending(ob->rate_ev, NULL))
+			evtimer_add(ob->rate_ev, &tv);
+		return 0;
+	}
+	return n < (unsigned)free_slots ? (int)n : free_slots;
+}
+
+static void
+outbox_paused_mark(const char *relay, const char *paused_at, const char *reason, void *arg)
+{
+	(void)paused_at, (void)reason;
+	relay_ctl_paused_mark(arg, relay);
+}
+
+/* The relays table, at most once a second: pause and resume by the operator tool. */
+static void
+outbox_read_paused(struct outbox *ob)
+{
+	int64_t now = outbox_mono_ms();
+
+	if (ob->paused_read_at != 0 && now - ob->paused_read_at < OUTBOX_PAUSED_READ_MS)
+		return;
+	ob->paused_read_at = now;
+	relay_ctl_paused_clear(ob->ctl);
+	if (store_paused_relays(ob->store, outbox_paused_mark, ob->ctl) == -1)
+		log_warnx("outbox: cannot read paused relays: %s", store_errmsg(ob->store));
+}
+
 /* Starts the due deliveries of one relay up to its free slots. The rows of its jobs are
  * still pending and come first, so the query asks for that many more. */
 static void
@@ -390,8 +508,11 @@ outbox_run_relay(struct outbox *ob, const struct config_relay *rl, const char *n
 	struct store_delivery *ds;
 	int attempting, all, free_slots, n, i;
 
+	if (relay_ctl_paused(ob->ctl, rl->name))
+		return;
 	outbox_relay_jobs(ob, rl->name, &attempting, &all);
-	if ((free_slots = (int)rl->concurrency - attempting) <= 0)
+	if ((free_slots = (int)rl->concurrency - attempting) <= 0 ||
+	    (free_slots = outbox_rate_slots(ob, rl, free_slots)) <= 0)
 		return;
 	if ((n = store_due(ob->store, rl->name, now, (size_t)(free_slots + all), &ds)) == -1) {
 		log_ctx(LOG_ERR, 0, rl->name, "outbox: cannot read due deliveries: %s",
@@ -401,6 +522,7 @@ outbox_run_relay(struct outbox *ob, const struct config_relay *rl, const char *n
 	for (i = 0; i < n && free_slots > 0; i++) {
 		if (outbox_claimed(ob, ds[i].id))
 			continue;
+		relay_ctl_started(ob->ctl, rl, outbox_mono_ms());
 		outbox_start(ob, rl, &ds[i]);
 		free_slots--;
 	}
@@ -438,6 +560,7 @@ outbox_run_cb(evutil_socket_t fd, short what, void *arg)
 	if (ob->stopping)
 		return;
 	store_time_text(now, 0);
+	outbox_read_paused(ob);
 	for (i = 0; i < cfg->nrelays; i++)
 		outbox_run_relay(ob, &cfg->relays[i], now);
 	outbox_arm_due(ob);
@@ -464,5 +587,7 @@ outbox_free(struct outbox *ob)
 	}
 	event_free(ob->wake_ev);
 	event_free(ob->due_ev);
+	event_free(ob->rate_ev);
+	relay_ctl_free(ob->ctl);
 	free(ob);
 }

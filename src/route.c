@@ -35,6 +35,8 @@ route_event(const struct config *cfg, struct webhook_event *ev)
 		if (!route_match(&cfg->relays[i], ev))
 			continue;
 		ev->relays = xreallocarray(ev->relays, ev->nrelays + 1, sizeof(*ev->relays));
+		ev->relay_ordered = xreallocarray(ev->relay_ordered, ev->nrelays + 1, 1);
+		ev->relay_ordered[ev->nrelays] = cfg->relays[i].ordered != 0;
 		ev->relays[ev->nrelays++] = xstrdup(cfg->relays[i].name);
 	}
 }

@@ -297,3 +297,15 @@ store_admin_delivery_create(struct store *st, int64_t event_id, const char *rela
 
 	return admin_change(st, sql, now, relay, event_id);
 }
+
+int
+store_admin_relay_last(struct store *st, const char *relay, store_admin_delivery_cb cb, void *arg)
+{
+	struct admin_query q = { .len = 0 };
+
+	admin_append(&q, admin_delivery_cols);
+	admin_where(&q, "relay = ?", relay, 0, 0);
+	admin_where(&q, "last_attempt_at > ?", "", 0, 0); /* every time text sorts after "" */
+	admin_limit(&q, " ORDER BY last_attempt_at DESC", 1);
+	return admin_rows(st, admin_query_prepare(st, &q), admin_delivery_read, (void *)cb, arg);
+}

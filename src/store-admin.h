@@ -80,4 +80,7 @@ int store_admin_requeue_dead(struct store *, const char *relay, const char *now)
 int store_admin_delivery_create(
     struct store *, int64_t event_id, const char *relay, const char *now);
 
+/* The delivery of RELAY attempted last, if any. */
+int store_admin_relay_last(struct store *, const char *relay, store_admin_delivery_cb, void *);
+
 #endif

@@ -50,12 +50,18 @@ static int
 store_deliveries_insert(struct store *st, const struct webhook_event *ev)
 {
 	sqlite3_stmt *s = st->stmt[STMT_DELIVERY_INSERT];
+	const char *key = ev->kind->receipt ? ev->message_id : ev->from;
 	size_t i;
 
+	if (key != NULL && *key == '\0')
+		key = NULL; /* no conversation: never waits */
 	for (i = 0; i < ev->nrelays; i++) {
+		int ordered = ev->relay_ordered != NULL && ev->relay_ordered[i];
+
 		sqlite3_bind_int64(s, 1, ev->id);
 		store_bind_text(s, 2, ev->relays[i]);
 		store_bind_text(s, 3, ev->received_at);
+		store_bind_text(s, 4, ordered ? key : NULL);
 		if (store_step_done(st, s) == -1)
 			return -1;
 		sqlite3_reset(s);
@@ -98,7 +104,8 @@ store_health(struct store *st, long long *pending, long long *dead, char *err, s
 }
 
 int
-store_relay_counts(struct store *st, const char *relay, long long *pending, long long *dead)
+store_relay_counts(
+    struct store *st, const char *relay, long long *pending, long long *dead, int *paused)
 {
 	sqlite3_stmt *s = st->stmt[STMT_RELAY_COUNTS];
 
@@ -107,7 +114,7 @@ store_relay_counts(struct store *st, const char *relay, long long *pending, long
 		return -1;
 	*pending = sqlite3_column_int64(s, 0);
 	*dead = sqlite3_column_int64(s, 1);
+	*paused = sqlite3_column_int(s, 2);
 	sqlite3_reset(s);
 	return 0;
 }
-

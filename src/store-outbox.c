@@ -3,6 +3,7 @@
  * each attempt, and retention of old, fully delivered events. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "store-internal.h"
 #include "store.h"
@@ -85,7 +86,27 @@ store_delivery_record(struct store *st, const struct store_delivery *d, const ch
 	store_bind_text(s, 7, d->next_attempt_at);
 	rc = store_step_done(st, s);
 	sqlite3_reset(s);
-	return rc == -1 ? -1 : sqlite3_changes(st->db) > 0;
+	if (rc == -1)
+		return -1;
+	if (sqlite3_changes(st->db) == 0)
+		return 0;
+	if (strcmp(state, "pending") != 0 && store_unblock_next(st, d->id) == -1)
+		return -1;
+	return 1;
+}
+
+/* After a delivery of an ordered relay ended (done or dead): the next pending one of its
+ * conversation, if any, is due. Nothing for a row without an order key. */
+int
+store_unblock_next(struct store *st, int64_t delivery_id)
+{
+	sqlite3_stmt *s = st->stmt[STMT_UNBLOCK_NEXT];
+	int rc;
+
+	sqlite3_bind_int64(s, 1, delivery_id);
+	rc = store_step_done(st, s);
+	sqlite3_reset(s);
+	return rc == -1 ? -1 : 0;
 }
 
 int
@@ -107,8 +128,9 @@ store_pending_relays(struct store *st, void (*fn)(const char *, long long, void 
 	sqlite3_stmt *s;
 	int rc;
 
-	if (sqlite3_prepare_v2(st->db, "SELECT relay, count(*) FROM deliveries WHERE "
-				       "state = 'pending' GROUP BY relay",
+	if (sqlite3_prepare_v2(st->db,
+		"SELECT relay, count(*) FROM deliveries WHERE "
+		"state = 'pending' GROUP BY relay",
 		-1, &s, NULL) != SQLITE_OK)
 		return -1;
 	while ((rc = store_step_done(st, s)) == SQLITE_ROW)
@@ -124,7 +146,8 @@ store_next_due(struct store *st, char buf[32])
 	const unsigned char *t;
 	int rc, found = 0;
 
-	if ((rc = store_step_done(st, s)) == SQLITE_ROW && (t = sqlite3_column_text(s, 0)) != NULL) {
+	if ((rc = store_step_done(st, s)) == SQLITE_ROW &&
+	    (t = sqlite3_column_text(s, 0)) != NULL) {
 		snprintf(buf, 32, "%s", (const char *)t);
 		found = 1;
 	}

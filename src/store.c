@@ -28,24 +28,39 @@ static const char *store_sql[STMT_COUNT] = {
 			      "ON CONFLICT (dedupe_key) DO NOTHING",
 	[STMT_EVENT_DUPLICATE] = "UPDATE events SET duplicates = duplicates + 1 "
 				 "WHERE dedupe_key = ? RETURNING id, received_at",
-	[STMT_DELIVERY_INSERT] = "INSERT OR IGNORE INTO deliveries "
-				 "(event_id, relay, state, attempts, next_attempt_at) "
-				 "VALUES (?, ?, 'pending', 0, ?)",
+	[STMT_DELIVERY_INSERT] =
+	    "INSERT OR IGNORE INTO deliveries "
+	    "(event_id, relay, state, attempts, next_attempt_at, order_key, "
+	    "blocked) VALUES (?1, ?2, 'pending', 0, ?3, ?4, ?4 IS NOT NULL AND "
+	    "EXISTS (SELECT 1 FROM deliveries WHERE relay = ?2 AND "
+	    "order_key = ?4 AND state = 'pending'))",
 	[STMT_HEALTH] = "SELECT (SELECT count(*) FROM deliveries WHERE state = 'pending'), "
 			"(SELECT count(*) FROM deliveries WHERE state = 'dead')",
 	[STMT_RELAY_COUNTS] = "SELECT (SELECT count(*) FROM deliveries WHERE relay = ?1 AND "
 			      "state = 'pending'), (SELECT count(*) FROM deliveries WHERE "
-			      "relay = ?1 AND state = 'dead')",
+			      "relay = ?1 AND state = 'dead'), "
+			      "(SELECT paused FROM relays WHERE name = ?1)",
 	[STMT_DUE] = "SELECT d.id, d.event_id, d.attempts, d.relay, e.kind, e.format, "
 		     "e.received_at, e.payload, d.next_attempt_at FROM deliveries d JOIN events e "
 		     "ON e.id = d.event_id "
-		     "WHERE d.relay = ? AND d.state = 'pending' AND d.next_attempt_at <= ? "
+		     "WHERE d.relay = ? AND d.state = 'pending' AND d.blocked = 0 AND "
+		     "d.next_attempt_at <= ? "
 		     "ORDER BY d.next_attempt_at, d.id LIMIT ?",
 	[STMT_DELIVERY_RECORD] = "UPDATE deliveries SET state = ?, attempts = attempts + 1, "
 				 "next_attempt_at = ?, last_attempt_at = ?, last_result = ?, "
 				 "done_at = ? WHERE id = ? AND state = 'pending' AND "
 				 "next_attempt_at IS ?",
-	[STMT_NEXT_DUE] = "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending'",
+	[STMT_NEXT_DUE] = "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending' AND "
+			  "blocked = 0",
+	[STMT_UNBLOCK_NEXT] = "UPDATE deliveries SET blocked = 0 WHERE id = (SELECT min(p.id) "
+			      "FROM deliveries p JOIN deliveries d ON p.relay = d.relay AND "
+			      "p.order_key = d.order_key WHERE d.id = ?1 AND p.state = 'pending')",
+	[STMT_PAUSED] = "SELECT name, paused_at, pause_reason FROM relays WHERE paused = 1 "
+			"ORDER BY name",
+	[STMT_PAUSE] = "INSERT INTO relays (name, paused, paused_at, pause_reason) "
+		       "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO UPDATE SET "
+		       "paused = excluded.paused, paused_at = excluded.paused_at, "
+		       "pause_reason = excluded.pause_reason",
 	[STMT_RETENTION] = "DELETE FROM events WHERE id IN (SELECT e.id FROM events e "
 			   "WHERE e.received_at < ? AND NOT EXISTS (SELECT 1 FROM deliveries d "
 			   "WHERE d.event_id = e.id AND d.state <> 'done') LIMIT ?)",
@@ -233,8 +248,8 @@ store_lock(struct store *st, char **cause)
 
 	xasprintf(&lock, "%s.lock", st->path);
 	if ((st->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1) {
-		xasprintf(cause, "%s: cannot open the lock file %s: %s", st->path, lock,
-		    strerror(errno));
+		xasprintf(
+		    cause, "%s: cannot open the lock file %s: %s", st->path, lock, strerror(errno));
 	} else if (fcntl(st->lock_fd, F_OFD_SETLK, &fl) == -1) {
 		if ((holder = store_lock_holder(st->lock_fd)) > 0)
 			snprintf(pid, sizeof(pid), "pid %ld, ", holder);
@@ -245,7 +260,8 @@ store_lock(struct store *st, char **cause)
 		busy = 1;
 	} else {
 		snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-		if (ftruncate(st->lock_fd, 0) == -1 || pwrite(st->lock_fd, pid, strlen(pid), 0) == -1)
+		if (ftruncate(st->lock_fd, 0) == -1 ||
+		    pwrite(st->lock_fd, pid, strlen(pid), 0) == -1)
 			log_debug("store: %s: %s", lock, strerror(errno));
 		free(lock);
 		return 0;

@@ -52,7 +52,9 @@ int store_health(struct store *, long long *pending, long long *dead, char *err,
 int store_probe(struct store *);
 
 /* Pending and dead deliveries of one relay. 0 or -1. */
-int store_relay_counts(struct store *, const char *relay, long long *pending, long long *dead);
+/* A relay's pending and dead deliveries, and whether it is paused. */
+int store_relay_counts(
+    struct store *, const char *relay, long long *pending, long long *dead, int *paused);
 
 /* A delivery with what an attempt needs from its event. */
 struct store_delivery {
@@ -71,11 +73,30 @@ void store_deliveries_free(struct store_delivery *, size_t n);
  * NULL. Only while the row is as the attempt found it (pending, same next_attempt_at):
  * an operator's retry or replay meanwhile wins. 1 recorded, 0 row changed meanwhile, -1.
  */
+/* After a delivery ended (done or dead), the next of its conversation is due. 0 or -1. */
+int store_unblock_next(struct store *, int64_t delivery_id);
+
+/* Relay controls (store-relays.c). */
+typedef void (*store_paused_cb)(
+    const char *relay, const char *paused_at, const char *reason, void *arg);
+/* Every paused relay, by name. 0 or -1. */
+int store_paused_relays(struct store *, store_paused_cb, void *arg);
+/* Pauses (with when and why) or resumes a relay; 0 or -1. */
+int store_relay_set_paused(
+    struct store *, const char *relay, int paused, const char *now, const char *reason);
+/* A relay no longer ordered: its waiting deliveries are all free to go. Rows or -1. */
+int store_relay_unorder(struct store *, const char *relay);
+/* Marks a relay's pending deliveries dead with REASON. Rows or -1. */
+int store_relay_drop(struct store *, const char *relay, const char *now, const char *reason);
+/* Moves a delivery (not done) to RELAY, pending and due NOW; 0 when the event already has
+ * a delivery for RELAY or the row is done or gone, 1 moved, -1. */
+int store_delivery_move(struct store *, int64_t delivery_id, const char *relay, const char *now);
+
 int store_delivery_record(struct store *, const struct store_delivery *d, const char *state,
     const char *next_at, const char *last_at, const char *result, const char *done_at);
 /* Calls FN for every relay name with pending deliveries, with their count. 0 or -1. */
-int store_pending_relays(struct store *, void (*fn)(const char *relay, long long n, void *),
-    void *arg);
+int store_pending_relays(
+    struct store *, void (*fn)(const char *relay, long long n, void *), void *arg);
 
 /* Deletes up to LIMIT events received before BEFORE whose deliveries are all done.
  * Returns the number deleted or -1. */

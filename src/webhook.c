@@ -240,6 +240,7 @@ webhook_event_free(struct webhook_event *ev)
 	for (i = 0; i < ev->nrelays; i++)
 		free(ev->relays[i]);
 	free(ev->relays);
+	free(ev->relay_ordered);
 	memset(ev, 0, sizeof *ev);
 }
 

@@ -74,6 +74,7 @@ struct webhook_event {
 	char **relays;	  /* relays to create deliveries for; each string and the
 	                       array are owned (freed by webhook_event_free) */
 	size_t nrelays;
+	unsigned char *relay_ordered; /* per relay: ordered = yes (order_key set) */
 	/* filled by the store */
 	int64_t id;
 	int duplicate;

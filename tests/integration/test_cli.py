@@ -181,7 +181,7 @@ def test_usage():
            (["retry", "abc"], "retry with a malformed id"),
            (["retry", "-5"], "retry with a negative id"),
            (["retry", "1", "--all-dead"], "retry with ids and --all-dead"),
-           (["retry", "1", "--relay", "x"], "retry --relay without --all-dead"),
+           (["retry", "1", "--relay"], "retry --relay without a relay name"),
            (["replay"], "replay without an event id"),
            (["replay", "1", "2"], "replay with two ids"),
            (["replay", "one"], "replay with a malformed id"),
