@@ -4,7 +4,8 @@
 #   scripts/setup.sh deps   install the Debian packages the build and the tests need
 #   scripts/setup.sh run    deps, build, run the daemon in the foreground (dev config, ./var)
 #   scripts/setup.sh test   deps, build and run the whole test suite twice (plain and
-#                           ASan+UBSan) plus make distcheck; the last line is
+#                           ASan+UBSan), make fuzz (clang, each fuzzer for FUZZ_SECONDS,
+#                           default 60) and make distcheck; the last line is
 #                           "N passed, N failed[, N skipped]"
 #   scripts/setup.sh bench  deps plus wrk, nginx and webhook, then sh bench/run.sh (builds
 #                           in _build/bench with -O2; BENCH_SECONDS per wrk run, default 10)
@@ -12,7 +13,7 @@ set -eu
 
 PACKAGES="build-essential autoconf automake libtool pkg-config python3 sqlite3 curl
 ca-certificates libevent-dev libsqlite3-dev libcurl4-openssl-dev libyajl-dev libsystemd-dev
-libinih-dev libssl-dev check"
+libinih-dev libssl-dev check clang libclang-rt-dev llvm"
 # Only for the benchmark (bench/run.sh): the load generator and the two reference servers
 # (nginx-light unless another nginx package already provides /usr/sbin/nginx).
 BENCH_PACKAGES="wrk webhook"
@@ -77,6 +78,15 @@ run_tests() {
 	check _build/default
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 		check _build/sanitizers --enable-sanitizers
+	if build _build/fuzz CC=clang --enable-fuzzers &&
+		(cd _build/fuzz && make -s fuzz >fuzz.out 2>&1); then
+		passed=$((passed + 1))
+		echo "PASS: make fuzz"
+	else
+		failed=$((failed + 1))
+		echo "FAIL: make fuzz (see _build/fuzz/fuzz.out)"
+		tail -n 20 _build/fuzz/fuzz.out 2>/dev/null
+	fi
 	if (cd _build/default && make -s distcheck >distcheck.out 2>&1); then
 		passed=$((passed + 1))
 		echo "PASS: make distcheck"

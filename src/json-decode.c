@@ -134,6 +134,22 @@ json_check_escapes(const char *buf, size_t len, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * yajl checks only the shape of UTF-8 sequences: overlong forms, UTF-16 surrogates and
+ * code points past U+10FFFF get through it, and would be kept raw in the fields but become
+ * U+FFFD in the payload. Any such byte sits in a string of text yajl accepted.
+ */
+static int
+json_check_utf8(const char *buf, size_t len, char *err, size_t errlen)
+{
+	size_t at = json_utf8_span(buf, len);
+
+	if (at == len)
+		return 0;
+	json_error(err, errlen, "JSON string at byte %zu is not valid UTF-8", at);
+	return -1;
+}
+
 /* The members of event object N as fields; -1 when there are too many or a key repeats. */
 static int
 json_object_fields(
@@ -180,7 +196,8 @@ json_decode_objects(
 	*nout = 0;
 	if ((root = json_parse_tree(buf, len, err, errlen)) == NULL)
 		return -1;
-	if (json_check_escapes(buf, len, err, errlen) == -1 ||
+	if (json_check_utf8(buf, len, err, errlen) == -1 ||
+	    json_check_escapes(buf, len, err, errlen) == -1 ||
 	    json_check_events(root, err, errlen) == -1) {
 		json_node_free(root);
 		return -1;

@@ -50,15 +50,22 @@ json_utf8_len(const unsigned char *s, size_t n)
 	return need + 1;
 }
 
-int
-json_utf8_valid(const char *s, size_t len)
+/* How many bytes at s are well-formed UTF-8 (len when all of them are). */
+size_t
+json_utf8_span(const char *s, size_t len)
 {
 	const unsigned char *u = (const unsigned char *)s;
 	size_t i = 0, k;
 
 	while (i < len && (k = json_utf8_len(u + i, len - i)) != 0)
 		i += k;
-	return i == len;
+	return i;
+}
+
+int
+json_utf8_valid(const char *s, size_t len)
+{
+	return json_utf8_span(s, len) == len;
 }
 
 /* A copy of s with each ill-formed byte replaced by U+FFFD, or NULL when s is clean. */
@@ -66,12 +73,10 @@ static char *
 json_utf8_clean(const char *s, size_t len, size_t *outlen)
 {
 	const unsigned char *u = (const unsigned char *)s;
-	size_t i = 0, k, o;
+	size_t i, k, o;
 	char *out;
 
-	while (i < len && (k = json_utf8_len(u + i, len - i)) != 0)
-		i += k;
-	if (i == len)
+	if ((i = json_utf8_span(s, len)) == len)
 		return NULL;
 	out = xreallocarray(NULL, len + 1, 3);
 	memcpy(out, s, i);

@@ -49,5 +49,7 @@ struct json_node *json_parse_tree(const char *buf, size_t len, char *err, size_t
 /* json-gen.c */
 /* A whole value as compact JSON text; NULL when it cannot be written. Caller frees. */
 char *json_node_text(const struct json_node *, size_t *len);
+/* How many bytes at s are well-formed UTF-8 (len when all of them are). */
+size_t json_utf8_span(const char *s, size_t len);
 
 #endif

@@ -9,8 +9,10 @@
 /*
  * Parse a webhook JSON body: one object or a non-empty array of objects.
  * Each object becomes one struct fields (top-level keys; nested values kept as JSON text).
- * Refused, so that every name and value is kept exactly: a \u0000 escape or an unpaired
- * surrogate escape anywhere, and a key repeated in an event object.
+ * Refused, so that every name and value is kept exactly: a \u0000 escape, an unpaired
+ * surrogate escape or a string that is not well-formed UTF-8 (yajl lets overlong forms,
+ * surrogates and code points past U+10FFFF through) anywhere, and a key repeated in an
+ * event object.
  * Returns 0, or -1 with a reason in err.
  */
 int json_decode_objects(

@@ -135,6 +135,8 @@ log_ctx(int prio, int64_t event_id, const char *relay, const char *fmt, ...)
 	va_end(ap);
 }
 
+static void log_verr(int, const char *, va_list) __attribute__((format(printf, 2, 0)));
+
 /* Appends ": strerror(errno)" like warn(3). */
 static void
 log_verr(int prio, const char *fmt, va_list ap)

@@ -14,7 +14,7 @@
 #include "relay-exec-env.h"
 #include "xmalloc.h"
 
-#define EXEC_PATH      "PATH=/usr/local/bin:/usr/bin:/bin"
+#define EXEC_PATH      "/usr/local/bin:/usr/bin:/bin"
 #define EXEC_ENV_MAX   256	     /* environment entries, PATH included */
 #define EXEC_NAME_MAX  128	     /* bytes of a field's variable name */
 #define EXEC_VALUE_MAX (64 * 1024)   /* bytes of one value */
@@ -127,7 +127,7 @@ relay_exec_env(const struct relay_job *job)
 {
 	struct exec_env env = { .v = xcalloc(EXEC_ENV_MAX, sizeof(char *)) };
 
-	exec_env_add(&env, "PATH", EXEC_PATH + 5, strlen(EXEC_PATH + 5));
+	exec_env_add(&env, "PATH", EXEC_PATH, strlen(EXEC_PATH));
 	exec_env_add(&env, "CLICKSEND_EVENT_ID", job->event_ref, sizeof(job->event_ref));
 	exec_env_add(&env, "CLICKSEND_EVENT_TYPE", job->kind, job->kind ? strlen(job->kind) : 0);
 	exec_env_add(&env, "CLICKSEND_FORMAT", job->format, job->format ? strlen(job->format) : 0);

@@ -91,6 +91,10 @@ def test_invalid_utf8(d):
     r = d.request("POST", IN, b'{"message_id":"utf-3","body":"caf\xe9"}',
                   {"Content-Type": JSONT})
     refused(d, "json: raw invalid UTF-8 refused", r, 400, "invalid JSON", before)
+    r = d.request("POST", IN, b'{"message_id":"utf-3b","body":"\xc0\x80","\xed\xa0\x80":1}',
+                  {"Content-Type": JSONT})
+    refused(d, "json: an overlong form and a UTF-8 surrogate (which yajl passes) refused", r,
+            400, "JSON string at byte 31 is not valid UTF-8", before)
     r = d.request("POST", IN, '{"message_id":"utf-4","\\ud800":1,"\\ud801":2}',
                   {"Content-Type": JSONT})
     refused(d, "json: keys with unpaired surrogates refused, not merged into one key", r, 400,

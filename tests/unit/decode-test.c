@@ -614,6 +614,29 @@ START_TEST(test_json_surrogates_exact)
 }
 END_TEST
 
+/* Raw bytes yajl lets through (it checks only the shape of a sequence) are refused too. */
+START_TEST(test_json_raw_utf8_exact)
+{
+	static const char *bad[][2] = {
+		{ "{\"a\":\"\xc0\x80\"}", "JSON string at byte 6 is not valid UTF-8" }, /* overlong */
+		{ "{\"a\":\"x\xed\xa0\x80\"}", "byte 7 is not valid UTF-8" },	     /* surrogate */
+		{ "{\"\xf4\x90\x80\x80\":1}", "byte 2 is not valid UTF-8" }, /* past U+10FFFF */
+		{ "{\"t\":-7,\"\xf4\x96\x92\x95ts\":6}", "not valid UTF-8" }, /* found by json-fuzz */
+		{ "[{\"a\":1},{\"o\":[\"\xe0\x80\xaf\"]}]", "not valid UTF-8" }, /* nested */
+	};
+	struct webhook_event *ev;
+	size_t i;
+
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_rejected_str(FORMAT_JSON, bad[i][0], bad[i][1]);
+	/* the largest code point and one just below the surrogates pass as they are */
+	ev = decode_one(KIND_SMS_INBOUND, FORMAT_JSON, "{\"\xf4\x8f\xbf\xbf\":\"\xed\x9f\xbf\"}");
+	ck_assert_str_eq(fields_get(&ev->fields, "\xf4\x8f\xbf\xbf")->value, "\xed\x9f\xbf");
+	assert_payload_roundtrip(ev);
+	webhook_events_free(ev, 1);
+}
+END_TEST
+
 START_TEST(test_json_repeated_keys)
 {
 	struct webhook_event *ev;
@@ -855,6 +878,7 @@ decode_suite(void)
 	tcase_add_test(tc, test_json_null_nested_kept);
 	tcase_add_test(tc, test_json_nul_in_string);
 	tcase_add_test(tc, test_json_surrogates_exact);
+	tcase_add_test(tc, test_json_raw_utf8_exact);
 	tcase_add_test(tc, test_json_repeated_keys);
 	tcase_add_test(tc, test_charset);
 	tcase_add_test(tc, test_dedupe_keys);

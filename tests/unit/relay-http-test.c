@@ -269,7 +269,7 @@ static void
 verify_signature(const char *id, const char *ts, const char *body, size_t bodylen,
     const char *sig)
 {
-	const char *b64 = SECRET + strlen("whsec_");
+	const char *b64 = &SECRET[strlen("whsec_")];
 	unsigned char *key, mac[CRYPTO_SHA256_LEN];
 	size_t keylen;
 	char *msg, *mac64, *expect;
