@@ -675,6 +675,39 @@ START_TEST(test_tokens)
 }
 END_TEST
 
+/* rate, ordered, pause_after: values and refusals. */
+START_TEST(test_relay_controls)
+{
+	struct config *c;
+
+	c = expect_ok("[relay:a]\nurl = http://a\nrate = 20/s\nordered = yes\n"
+		      "pause_after = 6h\n[relay:b]\nurl = http://b\nrate = 100000/m\n"
+		      "[relay:c]\nurl = http://c\n");
+	ck_assert_uint_eq(c->relays[0].rate, 20);
+	ck_assert_uint_eq(c->relays[0].rate_window_ms, 1000);
+	ck_assert_int_eq(c->relays[0].ordered, 1);
+	ck_assert_uint_eq(c->relays[0].pause_after_ms, 6 * 3600 * 1000);
+	ck_assert_uint_eq(c->relays[1].rate, 100000);
+	ck_assert_uint_eq(c->relays[1].rate_window_ms, 60000);
+	ck_assert_uint_eq(c->relays[2].rate, 0);
+	ck_assert_int_eq(c->relays[2].ordered, 0);
+	ck_assert_uint_eq(c->relays[2].pause_after_ms, 0);
+	config_free(c);
+	expect_one("[relay:a]\nurl = http://a\nrate = 0/s\n", 3,
+	    "rate: N must be a number from 1 to 100000");
+	expect_one("[relay:a]\nurl = http://a\nrate = 100001/m\n", 3,
+	    "rate: N must be a number from 1 to 100000");
+	expect_one(
+	    "[relay:a]\nurl = http://a\nrate = 5/h\n", 3, "rate: expected N/s or N/m, e.g. 20/s");
+	expect_one(
+	    "[relay:a]\nurl = http://a\nrate = 5\n", 3, "rate: expected N/s or N/m, e.g. 20/s");
+	expect_one(
+	    "[relay:a]\nurl = http://a\nordered = maybe\n", 3, "ordered: invalid value \"maybe\"");
+	expect_one("[relay:a]\nurl = http://a\npause_after = soon\n", 3,
+	    "pause_after: invalid duration \"soon\"");
+}
+END_TEST
+
 START_TEST(test_relays)
 {
 	struct config *c;
@@ -1071,6 +1104,7 @@ config_suite(void)
 	tcase_add_test(tc, test_secret_values);
 	tcase_add_test(tc, test_tokens);
 	tcase_add_test(tc, test_relays);
+	tcase_add_test(tc, test_relay_controls);
 	tcase_add_test(tc, test_cross_checks);
 	tcase_add_test(tc, test_choices);
 	tcase_add_test(tc, test_list_limit);
