@@ -286,6 +286,33 @@ def test_ordered():
         sink.close()
 
 
+def test_unordered_again():
+    """A relay that is no longer ordered lets its waiting deliveries go."""
+    sink = Sink()
+    sink.defaults["/u"] = (500, 0)
+    d = Daemon(tap, name="unorder", sections={"relay:u": {
+        "url": sink.url("/u"), "ordered": "yes", "retry_schedule": "1h"}})
+    try:
+        post(d, "W1", "+61400000033")
+        post(d, "W2", "+61400000033")
+        wait_for(lambda: len(sink.requests("/u")) >= 1, 5)
+        time.sleep(1.5)
+        blocked = d.sql_value("SELECT blocked FROM deliveries d JOIN events e ON "
+                              "e.id = d.event_id WHERE e.message_id = 'W2'")
+        tap.ok(blocked == 1 and mids(sink.requests("/u")) == ["W1"],
+               "ordered: W2 waits while W1 is pending", [blocked, mids(sink.requests("/u"))])
+        d.stop()
+        d.sections["relay:u"]["ordered"] = "no"
+        d.write_config()
+        d.start()
+        got = wait_for(lambda: "W2" in mids(sink.requests("/u")), 10)
+        tap.ok(got, "after ordered = no the waiting delivery goes",
+               mids(sink.requests("/u")))
+    finally:
+        d.close()
+        sink.close()
+
+
 def test_orphans():
     sink = Sink()
     d = Daemon(tap, name="orphans", sections={
@@ -339,5 +366,6 @@ tap.run(test_pause_resume)
 tap.run(test_pause_after)
 tap.run(test_rate)
 tap.run(test_ordered)
+tap.run(test_unordered_again)
 tap.run(test_orphans)
 tap.done()

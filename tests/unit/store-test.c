@@ -144,6 +144,34 @@ START_TEST(test_due_uses_relay_index)
 }
 END_TEST
 
+/* An ordered relay's bookkeeping reads one conversation through deliveries_relay_key:
+ * neither inserting behind an earlier delivery nor releasing the next one scans the
+ * pending rows. */
+START_TEST(test_order_uses_key_index)
+{
+	char *cause = NULL, *sql;
+	struct store *st = store_open(path, 1, &cause);
+	enum store_stmt which[] = { STMT_DELIVERY_INSERT, STMT_UNBLOCK_NEXT };
+	size_t i;
+
+	ck_assert_ptr_nonnull(st);
+	for (i = 0; i < sizeof(which) / sizeof(which[0]); i++) {
+		sqlite3_stmt *s;
+		int found = 0;
+
+		xasprintf(&sql, "EXPLAIN QUERY PLAN %s", sqlite3_sql(st->stmt[which[i]]));
+		ck_assert_int_eq(sqlite3_prepare_v2(st->db, sql, -1, &s, NULL), SQLITE_OK);
+		while (sqlite3_step(s) == SQLITE_ROW)
+			found |= strstr((const char *)sqlite3_column_text(s, 3),
+				     "deliveries_relay_key") != NULL;
+		sqlite3_finalize(s);
+		ck_assert_msg(found, "%s does not use deliveries_relay_key", sql);
+		free(sql);
+	}
+	store_close(st);
+}
+END_TEST
+
 /* A store written by release 1 (schema version 1, tests/data/store/v1.db) opens, gets the
  * new index and keeps its rows. */
 START_TEST(test_upgrade_from_v1)
@@ -157,8 +185,8 @@ START_TEST(test_upgrade_from_v1)
 	st = store_open(path, 0, &cause);
 	ck_assert_msg(st != NULL, "%s", cause ? cause : "?");
 	store_close(st);
-	ck_assert_int_eq(query_int("PRAGMA user_version"),
-	    store_schema_steps[store_schema_nsteps - 1].version);
+	ck_assert_int_eq(
+	    query_int("PRAGMA user_version"), store_schema_steps[store_schema_nsteps - 1].version);
 	ck_assert_int_eq(query_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND "
 				   "name = 'deliveries_relay_due'"),
 	    1);
@@ -298,6 +326,7 @@ main(void)
 	tcase_add_test(tc, test_open_creates_schema);
 	tcase_add_test(tc, test_open_fails_with_cause);
 	tcase_add_test(tc, test_due_uses_relay_index);
+	tcase_add_test(tc, test_order_uses_key_index);
 	tcase_add_test(tc, test_upgrade_from_v1);
 	tcase_add_test(tc, test_insert_and_duplicate);
 	tcase_add_test(tc, test_no_dedupe_key_never_duplicate);
