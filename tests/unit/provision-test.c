@@ -1318,7 +1318,7 @@ provision_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("run");
 	tcase_add_checked_fixture(tc, setup_run, teardown_run);
-	tcase_set_timeout(tc, 30);
+	tcase_set_timeout(tc, 90); /* ASan on a loaded 2-core machine */
 	tcase_add_test(tc, run_create);
 	tcase_add_test(tc, run_unchanged_and_update);
 	tcase_add_test(tc, run_auth);
