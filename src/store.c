@@ -55,6 +55,10 @@ static const char *store_sql[STMT_COUNT] = {
 	[STMT_UNBLOCK_NEXT] = "UPDATE deliveries SET blocked = 0 WHERE id = (SELECT min(p.id) "
 			      "FROM deliveries p JOIN deliveries d ON p.relay = d.relay AND "
 			      "p.order_key = d.order_key WHERE d.id = ?1 AND p.state = 'pending')",
+	[STMT_SAVEPOINT] = "SAVEPOINT request",
+	[STMT_RELEASE] = "RELEASE request",
+	[STMT_BEGIN] = "BEGIN IMMEDIATE",
+	[STMT_COMMIT] = "COMMIT",
 	[STMT_PAUSED] = "SELECT name, paused_at, pause_reason FROM relays WHERE paused = 1 "
 			"ORDER BY name",
 	[STMT_PAUSE] = "INSERT INTO relays (name, paused, paused_at, pause_reason) "
@@ -348,17 +352,33 @@ store_errmsg(struct store *st)
 	return st->err[0] ? st->err : sqlite3_errmsg(st->db);
 }
 
+/* A prepared statement that returns no rows, run once: the writer's per-item savepoints
+ * and per-batch BEGIN and COMMIT are not parsed again each time. */
+static int
+store_run(struct store *st, enum store_stmt which)
+{
+	sqlite3_stmt *s = st->stmt[which];
+	int rc = sqlite3_step(s);
+
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		snprintf(st->err, sizeof(st->err), "%s", sqlite3_errmsg(st->db));
+		return -1;
+	}
+	return 0;
+}
+
 int
 store_begin(struct store *st)
 {
 	st->err[0] = '\0';
-	return store_exec(st, "BEGIN IMMEDIATE");
+	return store_run(st, STMT_BEGIN);
 }
 
 int
 store_commit(struct store *st)
 {
-	if (store_exec(st, "COMMIT") == -1) {
+	if (store_run(st, STMT_COMMIT) == -1) {
 		/* A failed COMMIT may leave the transaction open: end it. */
 		if (!sqlite3_get_autocommit(st->db))
 			sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
@@ -377,13 +397,13 @@ store_rollback(struct store *st)
 int
 store_savepoint(struct store *st)
 {
-	return store_exec(st, "SAVEPOINT request");
+	return store_run(st, STMT_SAVEPOINT);
 }
 
 int
 store_release(struct store *st)
 {
-	return store_exec(st, "RELEASE request");
+	return store_run(st, STMT_RELEASE);
 }
 
 void
