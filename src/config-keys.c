@@ -133,15 +133,17 @@ static const char *__attribute__((format(printf, 3, 4)))
 conf_why_add(char *msg, size_t msglen, const char *fmt, ...)
 {
 	size_t used = strnlen(msg, msglen);
+	char one[1024];
 	va_list ap;
+	int n;
 
-	if (used > 0 && used + 1 < msglen)
-		msg[used++] = '\n';
-	if (used + 1 >= msglen)
-		return msg;
 	va_start(ap, fmt);
-	vsnprintf(msg + used, msglen - used, fmt, ap);
+	n = vsnprintf(one, sizeof(one), fmt, ap);
 	va_end(ap);
+	/* the first reason always (cut if it must be); after it only whole ones */
+	if (used > 0 && (n < 0 || (size_t)n >= sizeof(one) || used + 1 + (size_t)n >= msglen))
+		return msg;
+	snprintf(msg + used, msglen - used, "%s%s", used > 0 ? "\n" : "", one);
 	return msg;
 }
 

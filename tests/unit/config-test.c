@@ -825,6 +825,34 @@ START_TEST(test_list_limit)
 }
 END_TEST
 
+/* A list value with many bad words: as many reasons as fit are reported, each on its
+ * line, and nothing runs past the message buffer (config-fuzz found an overrun when the
+ * reasons filled it to the byte). The first word's length sweeps so that some run ends
+ * a reason exactly there. */
+START_TEST(test_many_bad_words)
+{
+	char text[8192], first[128];
+	size_t i, len;
+	int pad;
+
+	for (pad = 0; pad < 80; pad++) {
+		snprintf(first, sizeof(first), "h%0*d.example:80", pad + 1, 0);
+		len = (size_t)snprintf(text, sizeof(text), "[server]\nlisten = %s", first);
+		for (i = 0; i < 60; i++)
+			len += (size_t)snprintf(text + len, sizeof(text) - len,
+			    " bad-host-name-number-%03zu.example:80", i);
+		snprintf(text + len, sizeof(text) - len, "\n");
+		ck_assert_ptr_null(load_text(text));
+		ck_assert_uint_gt(nerrs, 10);
+		ck_assert_uint_lt(nerrs, 61);
+		ck_assert(errs_mention(first));
+		for (i = 0; i < nerrs; i++) /* each reason whole: it ends with the quoted word */
+			ck_assert_msg(
+			    errs[i][strlen(errs[i]) - 1] == '"', "pad %d: %s", pad, errs[i]);
+	}
+}
+END_TEST
+
 START_TEST(test_many_errors)
 {
 	/* Every error is reported, not just the first. */
@@ -1109,6 +1137,7 @@ config_suite(void)
 	tcase_add_test(tc, test_choices);
 	tcase_add_test(tc, test_list_limit);
 	tcase_add_test(tc, test_many_errors);
+	tcase_add_test(tc, test_many_bad_words);
 	tcase_add_test(tc, test_duration);
 	tcase_add_test(tc, test_size);
 	tcase_add_test(tc, test_cidr_parse);
