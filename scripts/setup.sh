@@ -5,8 +5,12 @@
 #   scripts/setup.sh run    deps, build, run the daemon in the foreground (dev config, ./var)
 #   scripts/setup.sh test   deps, build and run the whole test suite twice (plain and
 #                           ASan+UBSan), make fuzz (clang, each fuzzer for FUZZ_SECONDS,
-#                           default 60) and make distcheck; the last line is
+#                           default 60), make distcheck and the Debian package (as deb,
+#                           without its unit tests); the last line is
 #                           "N passed, N failed[, N skipped]"
+#   scripts/setup.sh deb    deps plus debhelper and lintian, build the Debian package (unit
+#                           tests included) into _build/deb, copy the .deb to the top and run
+#                           lintian on it; fails on any lintian error or warning
 #   scripts/setup.sh bench  deps plus wrk, nginx and webhook, then sh bench/run.sh (builds
 #                           in _build/bench with -O2; BENCH_SECONDS per wrk run, default 10)
 set -eu
@@ -17,6 +21,8 @@ libinih-dev libssl-dev check clang libclang-rt-dev llvm"
 # Only for the benchmark (bench/run.sh): the load generator and the two reference servers
 # (nginx-light unless another nginx package already provides /usr/sbin/nginx).
 BENCH_PACKAGES="wrk webhook"
+# For the Debian package (dpkg-buildpackage and its build dependencies, then lintian).
+DEB_PACKAGES="dpkg-dev debhelper lintian"
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -73,6 +79,33 @@ check() {
 	count "$dir"
 }
 
+# The package's version must be configure.ac's with a Debian revision (0.1.0 -> 0.1.0-1).
+deb_version_ok() {
+	version=$(sed -n 's/^AC_INIT(\[clicksend-relay\], \[\([^]]*\)\].*/\1/p' configure.ac)
+	changelog=$(dpkg-parsechangelog -S Version)
+	case $changelog in
+	"$version"-[0-9]*) return 0 ;;
+	esac
+	echo "setup: debian/changelog says $changelog, configure.ac $version" >&2
+	return 1
+}
+
+# deb DEB_BUILD_OPTIONS: dpkg-buildpackage builds in the tree it is given and writes next to
+# it, so it gets a copy in _build/deb/clicksend-relay (the checkout and its out-of-tree builds
+# stay as they are); the .deb, .buildinfo and .changes land in _build/deb. Then lintian on
+# the .changes, which covers the .deb: any error or warning fails.
+deb() {
+	deb_version_ok || return 1
+	rm -rf _build/deb
+	mkdir -p _build/deb/clicksend-relay
+	tar -cf - --anchored --exclude='./_build*' --exclude=./.git --exclude=./var \
+		--exclude='./clicksend-relay[-_]*' . | tar -xf - -C _build/deb/clicksend-relay ||
+		return 1
+	(cd _build/deb/clicksend-relay &&
+		DEB_BUILD_OPTIONS="${1:+$1 }parallel=$jobs" dpkg-buildpackage -b -us -uc) || return 1
+	lintian --fail-on error,warning _build/deb/clicksend-relay_*.changes
+}
+
 run_tests() {
 	passed=0 failed=0 skipped=0
 	check _build/default
@@ -95,6 +128,14 @@ run_tests() {
 		echo "FAIL: make distcheck (see _build/default/distcheck.out)"
 		tail -n 30 _build/default/distcheck.out
 	fi
+	if deb nocheck >_build/deb.out 2>&1; then
+		passed=$((passed + 1))
+		echo "PASS: deb"
+	else
+		failed=$((failed + 1))
+		echo "FAIL: deb (see _build/deb.out)"
+		tail -n 30 _build/deb.out
+	fi
 	summary="$passed passed, $failed failed"
 	[ "$skipped" -gt 0 ] && summary="$summary, $skipped skipped"
 	echo "$summary"
@@ -111,9 +152,16 @@ run)
 	exec _build/default/src/clicksend-relayd -c etc/clicksend-relay.dev.conf
 	;;
 test)
-	deps
+	deps "$DEB_PACKAGES"
 	bootstrap
 	run_tests
+	;;
+deb)
+	deps "$DEB_PACKAGES"
+	deb ""
+	rm -f clicksend-relay_*.deb
+	cp _build/deb/clicksend-relay_*.deb .
+	echo "setup: install it with: apt-get install ./$(ls clicksend-relay_*.deb)"
 	;;
 bench)
 	[ -x /usr/sbin/nginx ] || BENCH_PACKAGES="$BENCH_PACKAGES nginx-light"
@@ -121,7 +169,7 @@ bench)
 	exec sh bench/run.sh
 	;;
 *)
-	echo "usage: scripts/setup.sh deps|run|test|bench" >&2
+	echo "usage: scripts/setup.sh deps|run|test|deb|bench" >&2
 	exit 64
 	;;
 esac
