@@ -27,10 +27,6 @@ struct cli_relay_info {
 	int paused, orphaned;
 };
 
-struct cli_paused_list {
-	struct cli_relay_info *r;
-};
-
 static char *
 cli_dup(const char *s)
 {

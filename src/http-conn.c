@@ -368,12 +368,6 @@ http_conns_watch(struct http_conns *cs, struct evhttp_bound_socket *b)
 		evconnlistener_set_error_cb(l, http_conn_accept_error_cb);
 }
 
-size_t
-http_conns_count(const struct http_conns *cs)
-{
-	return cs->count;
-}
-
 /* After evhttp_free: every bufferevent has been let go; drop our references. */
 void
 http_conns_free(struct http_conns *cs)

@@ -52,7 +52,6 @@ void http_conns_watch(struct http_conns *, struct evhttp_bound_socket *);
 /* A whole request arrived on the connection / its answer is on its way. */
 void http_conn_request(struct http_conns *, struct evhttp_connection *);
 void http_conn_answered(struct http_conns *, struct evhttp_connection *);
-size_t http_conns_count(const struct http_conns *);
 void http_conns_free(struct http_conns *);
 /* Webhook requests (http-request.c). */
 void http_request_cb(struct evhttp_request *, void *);

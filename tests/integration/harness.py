@@ -13,6 +13,7 @@
   d.request(method, path, body=None, headers=None, raw=False) -> Response(status, headers, body)
   d.raw_send(bytes) -> bytes answered;  d.sql(query) -> [dict];  d.stop(signal) -> exit code
   d.log(), d.alive(), d.restart(), d.reconfigure(...), d.close()
+  wait_for(cond, timeout) polls until true; tool_path() is the operator tool
 
 Environment: RELAYD (daemon binary), RELAY_TOOL, TESTS_DATA, TESTS_LIB (set by make check).
 All traffic goes to 127.0.0.1; every wait is bounded; temp dirs are removed at exit.
@@ -56,6 +57,25 @@ def relayd_path():
         if os.access(cand, os.X_OK):
             return os.path.abspath(cand)
     return "clicksend-relayd"
+
+
+def tool_path():
+    """The operator tool: RELAY_TOOL, else beside the daemon."""
+    p = os.environ.get("RELAY_TOOL")
+    if p:
+        return p
+    return os.path.join(os.path.dirname(relayd_path()), "clicksend-relay")
+
+
+def wait_for(cond, timeout, step=0.1):
+    """Polls cond() until it is true or timeout seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    return cond()
 
 
 def tests_data():

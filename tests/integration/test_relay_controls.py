@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.dont_write_bytecode = True     # the source tree may be read-only (distcheck)
 sys.path.insert(0, os.environ.get("TESTS_LIB") or os.path.dirname(os.path.abspath(__file__)))
-from harness import Tap, Daemon, LOCALHOST, daemon_env  # noqa: E402
+from harness import Tap, Daemon, LOCALHOST, daemon_env, tool_path, wait_for  # noqa: E402
 
 IN = "/clicksend/sms/inbound"
 RECEIPT = "/clicksend/sms/receipt"
@@ -73,13 +73,6 @@ class Sink:
         self.server.shutdown()
 
 
-def tool_path():
-    p = os.environ.get("RELAY_TOOL")
-    if p:
-        return p
-    return os.path.join(os.path.dirname(os.environ.get("RELAYD", "")), "clicksend-relay")
-
-
 def tool(d, *args):
     p = subprocess.run([tool_path(), "-c", d.conf_path] + list(args), capture_output=True,
                        text=True, timeout=30, env=daemon_env())
@@ -89,16 +82,6 @@ def tool(d, *args):
 def post(d, mid, sender="+61400000001", body="hi"):
     return d.request("POST", IN, "message_id=%s&from=%s&body=%s" % (
         mid, sender.replace("+", "%2B"), body), FORM).status
-
-
-def wait_for(cond, timeout, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    return cond()
 
 
 def mids(reqs):

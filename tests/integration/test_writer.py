@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.dont_write_bytecode = True     # the source tree may be read-only (distcheck)
 sys.path.insert(0, os.environ.get("TESTS_LIB") or os.path.dirname(os.path.abspath(__file__)))
-from harness import Tap, Daemon, LOCALHOST, http_request  # noqa: E402
+from harness import Tap, Daemon, LOCALHOST, http_request, wait_for  # noqa: E402
 
 BASE = "/clicksend"
 IN = BASE + "/sms/inbound"
@@ -108,16 +108,6 @@ def post(d, mid, body="x", timeout=15):
 def stored_ids(d, prefix):
     rows = d.sql("SELECT message_id FROM events WHERE message_id LIKE '%s%%'" % prefix)
     return set(r["message_id"] for r in rows)
-
-
-def wait_for(cond, timeout, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    return cond()
 
 
 # --------------------------------------------------------------------------- tests
