@@ -148,7 +148,9 @@ relayd_leader_done(int leader, void *arg)
 		    "node %s: now the leader (provisioning, polling, retention)", d->cfg->node);
 		provision_start(d->provision, d->cfg);
 	} else {
-		log_notice("node %s: standby (another node holds the leader lock)", d->cfg->node);
+		log_notice("node %s: standby (%s)", d->cfg->node,
+		    leader == 0 ? "another node holds the leader lock" :
+				  "the store is unreachable; the leader lock is lost");
 	}
 }
 

@@ -145,12 +145,17 @@ static int
 pg_connect(struct store *st)
 {
 	struct pg_conn *c = st->pg->conn;
-	const char *keys[6], *vals[6];
+	const char *keys[10], *vals[10];
 	char app[96];
 	int n = 0;
 
 	snprintf(app, sizeof(app), "clicksend-relayd %s", st->pg->node);
 	keys[n] = "connect_timeout", vals[n++] = "5";
+	/* a server that vanished (no RST) fails the statement in seconds, not minutes */
+	keys[n] = "keepalives_idle", vals[n++] = "5";
+	keys[n] = "keepalives_interval", vals[n++] = "2";
+	keys[n] = "keepalives_count", vals[n++] = "3";
+	keys[n] = "tcp_user_timeout", vals[n++] = "10000";
 	keys[n] = "application_name", vals[n++] = app;
 	keys[n] = "dbname", vals[n++] = c->url;
 	if (c->pass_param)
