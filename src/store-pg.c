@@ -40,6 +40,7 @@ struct pg_conn {
 	int nprepared;
 	int leader;		      /* this session holds the advisory lock */
 	int64_t retry_at, backoff_ms; /* monotonic ms: no connection attempt before */
+	char down[256];		      /* why the last connection attempt failed */
 };
 
 struct store_pg_rows {
@@ -184,8 +185,7 @@ pg_ready(struct store *st)
 		pg_disconnect(c);
 	now = pg_mono_ms();
 	if (now < c->retry_at) {
-		if (st->err[0] == '\0')
-			store_pg_error(st, "PostgreSQL unreachable; reconnecting");
+		store_pg_error(st, "%s", c->down[0] ? c->down : "PostgreSQL unreachable");
 		return -1;
 	}
 	if (pg_connect(st) == 0) {
@@ -195,6 +195,9 @@ pg_ready(struct store *st)
 		c->retry_at = 0;
 		return 0;
 	}
+	snprintf(c->down, sizeof(c->down), "%s", st->err);
+	if (c->backoff_ms == 0)
+		log_warnx("store: %s; reconnecting with back-off", st->err);
 	c->backoff_ms = c->backoff_ms == 0 ? PG_BACKOFF_MIN_MS : c->backoff_ms * 2;
 	if (c->backoff_ms > PG_BACKOFF_MAX_MS)
 		c->backoff_ms = PG_BACKOFF_MAX_MS;
