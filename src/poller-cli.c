@@ -36,7 +36,9 @@ poller_once_dispatch(struct poller *p)
 			printf("%s: %llu item(s) stored\n", k->kind->name, k->stored);
 		else
 			printf("%s: error: %s\n", k->kind->name,
-			    k->error[0] != '\0' ? k->error : p->fatal[0] ? p->fatal : "not finished");
+			    k->error[0] != '\0' ? k->error :
+				p->fatal[0]	? p->fatal :
+						  "not finished");
 		failed |= k->ok != 1;
 	}
 	fflush(stdout);

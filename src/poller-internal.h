@@ -19,12 +19,12 @@ struct config;
 struct event;
 
 enum poller_state {
-	PS_OFF,	    /* not polled, or stopped (switch off, 401/403) */
-	PS_WAIT,    /* the timer runs: the next fetch, or a retry after a failure */
-	PS_LIST,    /* a list's pages are being fetched */
-	PS_STORE,   /* its items are with the store writer */
-	PS_MARK,    /* the committed items are being marked read */
-	PS_DONE	    /* --once: this kind's one fetch is over */
+	PS_OFF,	  /* not polled, or stopped (switch off, 401/403) */
+	PS_WAIT,  /* the timer runs: the next fetch, or a retry after a failure */
+	PS_LIST,  /* a list's pages are being fetched */
+	PS_STORE, /* its items are with the store writer */
+	PS_MARK,  /* the committed items are being marked read */
+	PS_DONE	  /* --once: this kind's one fetch is over */
 };
 
 struct poller_kind;

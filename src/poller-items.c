@@ -29,8 +29,7 @@ poller_event(const struct webhook_kind *kind, const struct json_node *row, struc
 
 size_t
 poller_events(const struct webhook_kind *kind, const struct webhook_poll *def,
-    const struct json_node *const *rows, size_t nrows, struct webhook_event **out,
-    size_t *skipped)
+    const struct json_node *const *rows, size_t nrows, struct webhook_event **out, size_t *skipped)
 {
 	struct webhook_event *evs = nrows > 0 ? xcalloc(nrows, sizeof(*evs)) : NULL;
 	size_t i, n = 0;

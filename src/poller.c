@@ -137,8 +137,8 @@ poller_mark_date(struct poller_kind *k, const struct webhook_event *evs, size_t 
 	char *body;
 
 	if (before < 0) {
-		log_warnx("poll %s: no item of %s has a timestamp: left unread",
-		    k->kind->name, poller_def(k)->list);
+		log_warnx("poll %s: no item of %s has a timestamp: left unread", k->kind->name,
+		    poller_def(k)->list);
 		poller_list_next(k);
 		return;
 	}

@@ -59,8 +59,8 @@ void poller_free(struct poller *);
  * event. 0 when every kind went through, 69 when one failed, 78 when polling cannot run
  * with CFG (no kinds, no credentials); WHY says why.
  */
-int poller_run_once(const struct config *, struct store *, const struct poller_hooks *,
-    char *why, size_t whylen);
+int poller_run_once(
+    const struct config *, struct store *, const struct poller_hooks *, char *why, size_t whylen);
 
 /* ----- the pure parts (poller-items.c), for tests ----- */
 
@@ -71,8 +71,7 @@ int poller_run_once(const struct config *, struct store *, const struct poller_h
  * The number of events in *out (caller frees with webhook_events_free; NULL for none).
  */
 size_t poller_events(const struct webhook_kind *, const struct webhook_poll *def,
-    const struct json_node *const *rows, size_t nrows, struct webhook_event **out,
-    size_t *skipped);
+    const struct json_node *const *rows, size_t nrows, struct webhook_event **out, size_t *skipped);
 /* An item's "timestamp" (unix seconds, number or string, a fraction dropped): 0 or -1. */
 int poller_item_time(const struct webhook_event *, long long *t);
 /*
