@@ -3,8 +3,8 @@
  * Shared by the operator tool's files: clicksend-relay.c (main, the command table,
  * provision), cli.c (options, usage, opening the config and store), cli-print.c (tables,
  * JSON lines, listings, messages), cli-events.c, cli-deliveries.c (deliveries, retry,
- * replay) and cli-stats.c. Linked only into clicksend-relay, never into the daemon's
- * library.
+ * replay), cli-stats.c, cli-relays.c and cli-poll.c. Linked only into clicksend-relay,
+ * never into the daemon's library.
  */
 #ifndef CLI_H
 #define CLI_H
@@ -87,5 +87,7 @@ int cli_relays(struct cli *, int, char **);
 int cli_pause(struct cli *, int, char **);
 int cli_resume(struct cli *, int, char **);
 int cli_drop(struct cli *, int, char **);
+/* cli-poll.c */
+int cli_poll(struct cli *, int, char **);
 
 #endif

@@ -94,6 +94,7 @@ static const struct cli_command cli_commands[] = {
 	{ .name = "pause", .fn = cli_pause, .usage = "pause RELAY [--reason TEXT]" },
 	{ .name = "resume", .fn = cli_resume, .usage = "resume RELAY" },
 	{ .name = "drop", .fn = cli_drop, .usage = "drop RELAY" },
+	{ .name = "poll", .fn = cli_poll, .usage = "poll --once" },
 	{ .name = NULL },
 };
 

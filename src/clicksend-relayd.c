@@ -19,6 +19,7 @@
 #include "ingest.h"
 #include "log.h"
 #include "outbox.h"
+#include "poller.h"
 #include "provision.h"
 #include "route.h"
 #include "store-jobs.h"
@@ -59,6 +60,7 @@ struct relayd {
 	struct http *http;
 	struct outbox *outbox; /* owns the configs */
 	struct provision *provision;
+	struct poller *poller; /* poller_set_active() is its switch */
 	struct event *sig_term, *sig_int, *sig_hup, *tick, *stop_poll;
 	uint64_t watchdog_usec;
 	uint64_t stop_deadline_ms;
@@ -143,6 +145,7 @@ relayd_leader_done(int leader, void *arg)
 	d->leader = leader == 1;
 	if (d->stopping || was == d->leader)
 		return;
+	poller_set_active(d->poller, d->leader);
 	if (d->leader) {
 		log_notice(
 		    "node %s: now the leader (provisioning, polling, retention)", d->cfg->node);
@@ -224,6 +227,7 @@ relayd_shutdown(struct relayd *d, const char *why)
 	systemd_notify("STOPPING=1");
 	http_stop_accepting(d->http);
 	outbox_stop(d->outbox);
+	poller_set_active(d->poller, 0);
 	d->stop_deadline_ms = relayd_now_ms(d) + d->cfg->shutdown_timeout_ms;
 	d->stop_grace_ms = relayd_now_ms(d) +
 	    (d->cfg->shutdown_timeout_ms < RELAYD_SHUTDOWN_GRACE_MS ? d->cfg->shutdown_timeout_ms :
@@ -279,6 +283,7 @@ relayd_sig_hup(evutil_socket_t sig, short what, void *arg)
 	d->cfg = nc;
 	if (d->leader)
 		provision_start(d->provision, nc);
+	poller_start(d->poller, nc);
 	log_info("reload: %s loaded", nc->file);
 	systemd_notify("READY=1\nSTATUS=running (config reloaded)");
 }
@@ -320,6 +325,7 @@ relayd_free(struct relayd *d)
 	http_free(d->http);
 	ingest_free(d->ingest);
 	provision_free(d->provision);
+	poller_free(d->poller);
 	if (d->outbox != NULL)
 		outbox_free(d->outbox); /* and every config */
 	else
@@ -398,6 +404,12 @@ relayd_event_stored(void *arg, const struct webhook_event *ev)
 	provision_event_stored(((struct relayd *)arg)->provision, ev);
 }
 
+static const char *
+relayd_poll(void *arg)
+{
+	return poller_status(((struct relayd *)arg)->poller);
+}
+
 static void
 relayd_wake_outbox(void *arg)
 {
@@ -455,9 +467,13 @@ relayd_run(struct relayd *d)
 	ingest_set_commit_hook(d->ingest, relayd_wake_outbox, d);
 	d->http = http_new(d->base, d->cfg, d->ingest, d->store);
 	d->provision = provision_new(d->base, d->writer);
+	d->poller = poller_new(d->base, d->ingest,
+	    &(struct poller_hooks){
+		.route = relayd_route, .event_stored = relayd_event_stored, .arg = d });
 	http_set_status_provider(d->http,
 	    &(struct http_status_provider){ .provisioning = relayd_provisioning,
 		.selftest = relayd_selftest,
+		.poll = relayd_poll,
 		.event_stored = relayd_event_stored,
 		.route = relayd_route,
 		.arg = d });
@@ -474,6 +490,8 @@ relayd_run(struct relayd *d)
 		    "clicksend-relayd %s started, store %s", RELAY_VERSION, d->cfg->store_path);
 	if (d->leader)
 		provision_start(d->provision, d->cfg);
+	poller_set_active(d->poller, d->leader);
+	poller_start(d->poller, d->cfg);
 	if (event_base_dispatch(d->base) == -1)
 		return EX_SOFTWARE;
 	store_writer_drain(d->writer);

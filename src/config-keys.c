@@ -87,6 +87,8 @@ static const struct conf_key conf_clicksend_keys[] = {
 	{ "dedicated_number", conf_string, CONF(dedicated_number), 0, 0, NULL },
 	{ "rule_prefix", conf_string, CONF(rule_prefix), 0, 0, NULL },
 	{ "test_receipts", conf_choice, CONF(test_receipts), 0, 0, conf_bool },
+	{ "poll", conf_kinds, CONF(poll), 0, KEY_OPTIONAL, NULL },
+	{ "poll_interval", conf_duration, CONF(poll_interval_ms), 0, 0, NULL },
 };
 
 static const struct conf_key conf_log_keys[] = {

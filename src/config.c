@@ -274,6 +274,7 @@ config_defaults(const char *file)
 	c->webhook_type = FORMAT_JSON;
 	c->dedicated_number = xstrdup("*");
 	c->rule_prefix = xstrdup("clicksend-relay");
+	c->poll_interval_ms = 30000;
 	c->log_level = LOG_INFO;
 	return c;
 }
@@ -292,6 +293,23 @@ conf_check_provisionable(struct conf_parse *p)
 	}
 }
 
+/* A kind in poll needs a poll list in its row of webhook_kinds; poll_interval 5 s at least. */
+static void
+conf_check_poll(struct conf_parse *p)
+{
+	int i;
+
+	for (i = 0; i < KIND_COUNT; i++) {
+		if ((p->conf->poll & (1u << i)) && !webhook_kind_pollable(&webhook_kinds[i]))
+			conf_error(p, conf_key_line(p, SECT_CLICKSEND, "poll"),
+			    "poll: %s cannot be polled (ClickSend has no poll endpoint for it)",
+			    webhook_kinds[i].name);
+	}
+	if (p->conf->poll_interval_ms < CONFIG_POLL_INTERVAL_MIN_MS)
+		conf_error(p, conf_key_line(p, SECT_CLICKSEND, "poll_interval"),
+		    "poll_interval: must be at least %ds", CONFIG_POLL_INTERVAL_MIN_MS / 1000);
+}
+
 /* Checks that span keys: only once the whole file is read. */
 static void
 conf_finish(struct conf_parse *p)
@@ -302,10 +320,12 @@ conf_finish(struct conf_parse *p)
 	if (c->store_url != NULL && conf_key_line(p, SECT_STORE, "path") != 0)
 		conf_error(p, conf_key_line(p, SECT_STORE, "url"),
 		    "url: the store is either a file (path) or PostgreSQL (url), not both");
+	conf_check_poll(p);
 	if (c->api_key != NULL && c->api_key_file != NULL)
 		conf_error(p, conf_key_line(p, SECT_CLICKSEND, "api_key_file"),
 		    "api_key and api_key_file are mutually exclusive");
-	if (c->provision != 0 && c->public_url == NULL)
+	/* a polled kind's rule has no URL: only pushed kinds need public_url */
+	if ((c->provision & ~c->poll) != 0 && c->public_url == NULL)
 		conf_error(p, conf_key_line(p, SECT_CLICKSEND, "provision"),
 		    "provision: needs public_url");
 }

@@ -7,7 +7,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define CONFIG_RELAY_NAME_MAX 64
+#define CONFIG_RELAY_NAME_MAX	    64
+#define CONFIG_POLL_INTERVAL_MIN_MS 5000
 
 struct cidr {
 	int family; /* AF_INET or AF_INET6 */
@@ -70,6 +71,8 @@ struct config {
 	char *dedicated_number;
 	char *rule_prefix;
 	int test_receipts;
+	unsigned poll;		   /* bit (1u << webhook_kind_id): fetched from the API */
+	uint64_t poll_interval_ms; /* at least CONFIG_POLL_INTERVAL_MIN_MS */
 
 	/* [log] */
 	int log_level; /* syslog priority */

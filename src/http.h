@@ -14,6 +14,8 @@ struct http;
 struct http_status_provider {
 	const char *(*provisioning)(void *arg);
 	const char *(*selftest)(void *arg);
+	/* /healthz "poll": "off", "ok" or "error: ...". may be NULL ("off") */
+	const char *(*poll)(void *arg);
 	/* an event was stored or recognised as a duplicate: self-test matching. may be NULL */
 	void (*event_stored)(void *arg, const struct webhook_event *);
 	/* before storing: fill ev->relays with the relays this event goes to. may be NULL */

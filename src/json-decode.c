@@ -2,7 +2,7 @@
 /*
  * Webhook JSON bodies: one object or a bounded array of objects, each turned into a struct
  * fields (top-level members; nested objects and arrays kept as compact JSON text), refusing
- * what could not be kept exactly.
+ * what could not be kept exactly; and the rows of API answers (polling) as fields.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +169,18 @@ json_object_fields(
 		}
 		json_member_field(out, &obj->m[i]);
 	}
+	return 0;
+}
+
+int
+json_node_fields(const struct json_node *obj, struct fields *out)
+{
+	size_t i;
+
+	if (obj == NULL || obj->type != JSON_OBJECT || obj->n > FIELDS_MAX)
+		return -1;
+	for (i = 0; i < obj->n; i++)
+		json_member_field(out, &obj->m[i]);
 	return 0;
 }
 

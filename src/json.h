@@ -18,6 +18,15 @@
 int json_decode_objects(
     const char *buf, size_t len, struct fields **out, size_t *nout, char *err, size_t errlen);
 
+struct json_node;
+/*
+ * The members of one object of a parsed document (an API answer's row) as fields, as
+ * json_decode_objects makes them: strings exactly, numbers as written, nested values as
+ * JSON text. A repeated key keeps the later value. 0, or -1 when OBJ is not an object or
+ * has more than FIELDS_MAX members.
+ */
+int json_node_fields(const struct json_node *obj, struct fields *out);
+
 /* Serialise fields as one JSON object, keeping each field's type. Caller frees. */
 char *json_fields_object(const struct fields *);
 

@@ -30,6 +30,8 @@ static struct {
 	size_t ndeliveries;
 	int provision_ok[KIND_COUNT];
 	int selftest_ok[KIND_COUNT];
+	int poll_ok[KIND_COUNT];
+	unsigned long long poll_items[KIND_COUNT];
 	int gauges_set;
 } m;
 
@@ -41,7 +43,7 @@ metrics_init_gauges(void)
 	if (m.gauges_set)
 		return;
 	for (k = 0; k < KIND_COUNT; k++)
-		m.provision_ok[k] = m.selftest_ok[k] = -1;
+		m.provision_ok[k] = m.selftest_ok[k] = m.poll_ok[k] = -1;
 	m.gauges_set = 1;
 }
 
@@ -129,6 +131,19 @@ metrics_set_selftest_ok(enum webhook_kind_id k, int ok)
 {
 	metrics_init_gauges();
 	m.selftest_ok[k] = ok;
+}
+
+void
+metrics_poll_items(enum webhook_kind_id k, unsigned long long n)
+{
+	m.poll_items[k] += n;
+}
+
+void
+metrics_set_poll_ok(enum webhook_kind_id k, int ok)
+{
+	metrics_init_gauges();
+	m.poll_ok[k] = ok;
 }
 
 /* A growing text buffer for the exposition. */
@@ -259,6 +274,24 @@ metrics_render_kind_gauge(struct metrics_out *o, const char *name, const char *h
 	}
 }
 
+/* Items counted for every kind that is or was polled (its gauge set), from 0. */
+static void
+metrics_render_poll(struct metrics_out *o)
+{
+	int k;
+
+	metrics_printf(o,
+	    "# HELP clicksend_relay_poll_items_total Items fetched from the ClickSend API "
+	    "and committed.\n# TYPE clicksend_relay_poll_items_total counter\n");
+	for (k = 0; k < KIND_COUNT; k++) {
+		if (m.poll_ok[k] >= 0 || m.poll_items[k] > 0)
+			metrics_printf(o, "clicksend_relay_poll_items_total{kind=\"%s\"} %llu\n",
+			    webhook_kinds[k].name, m.poll_items[k]);
+	}
+	metrics_render_kind_gauge(o, "clicksend_relay_poll_ok",
+	    "1 when the kind's last poll of the ClickSend API succeeded.", m.poll_ok);
+}
+
 char *
 metrics_render(const struct metrics_relay_gauge *g, size_t n)
 {
@@ -273,5 +306,6 @@ metrics_render(const struct metrics_relay_gauge *g, size_t n)
 	    "1 when the kind's ClickSend rule is in place.", m.provision_ok);
 	metrics_render_kind_gauge(&o, "clicksend_relay_selftest_ok",
 	    "1 when the kind's test receipt arrived.", m.selftest_ok);
+	metrics_render_poll(&o);
 	return o.buf;
 }

@@ -14,6 +14,10 @@ void metrics_delivery(const char *relay, const char *result);
 /* per-kind gauges, -1 for unknown (not exported) */
 void metrics_set_provision_ok(enum webhook_kind_id, int ok);
 void metrics_set_selftest_ok(enum webhook_kind_id, int ok);
+/* Polling: items fetched and committed (duplicates too), and whether the last fetch of the
+ * kind went through (-1 unknown: not polled). */
+void metrics_poll_items(enum webhook_kind_id, unsigned long long n);
+void metrics_set_poll_ok(enum webhook_kind_id, int ok);
 
 /* Gauges provided at render time. */
 struct metrics_relay_gauge {

@@ -75,6 +75,7 @@ struct provision {
 	struct clicksend *cs;
 	struct provision_kind kinds[KIND_COUNT];
 	unsigned mask; /* kinds being provisioned */
+	unsigned poll; /* of those, the polled ones: POLL rules, test items fetched */
 	int off, test_receipts, cli, dry_run;
 	char *token, *base_path, *dedicated_number;
 	char fatal[512];      /* why the run could not start (the key), or "" */

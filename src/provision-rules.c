@@ -132,6 +132,13 @@ provision_match_diff(const struct provision_want *want, const struct json_node *
 	return drift;
 }
 
+/* The rule's action: URL, or POLL for a polled kind. */
+static const char *
+provision_action(const struct provision_want *want)
+{
+	return want->action != NULL ? want->action : "URL";
+}
+
 unsigned
 provision_diff(const struct provision_want *want, const struct json_node *rule)
 {
@@ -140,7 +147,8 @@ provision_diff(const struct provision_want *want, const struct json_node *rule)
 	const char *s;
 	long long v;
 
-	if ((s = json_as_string(json_get(rule, "action"))) == NULL || strcasecmp(s, "URL") != 0)
+	if ((s = json_as_string(json_get(rule, "action"))) == NULL ||
+	    strcasecmp(s, provision_action(want)) != 0)
 		drift |= PROVISION_DRIFT_ACTION;
 	if ((s = json_as_string(json_get(rule, "action_address"))) == NULL ||
 	    strcmp(s, want->action_address) != 0)
@@ -184,7 +192,7 @@ provision_rule_body(const struct provision_want *want)
 	}
 	if (def->match & MATCH_TYPE)
 		json_gen_kv_integer(g, "match_type", 0);
-	json_gen_kv_string(g, "action", "URL");
+	json_gen_kv_string(g, "action", provision_action(want));
 	json_gen_kv_string(g, "action_address", want->action_address);
 	json_gen_kv_integer(g, "enabled", 1);
 	if (def->webhook_type)
@@ -193,6 +201,7 @@ provision_rule_body(const struct provision_want *want)
 	return json_gen_finish(g, NULL);
 }
 
+/* A polled kind's action_address is "poll": its test item goes to the poll queue. */
 char *
 provision_test_body(const struct provision_want *want)
 {

@@ -57,6 +57,13 @@ provision_test_timeout(struct provision_kind *k)
 	struct provision *p = k->p;
 	char why[256];
 
+	if (p->poll & (1u << k->kind->id)) {
+		snprintf(why, sizeof(why),
+		    "the poller did not fetch the test item within %llu s: is polling running?",
+		    (unsigned long long)p->selftest_ms / 1000);
+		provision_test_fail(k, why);
+		return;
+	}
 	snprintf(why, sizeof(why),
 	    "no test push arrived within %llu s: is public_url reachable from the internet, "
 	    "does the proxy forward %s%s?",

@@ -356,7 +356,7 @@ provision_reset(struct provision *p)
 	free(p->base_path);
 	free(p->dedicated_number);
 	p->token = p->base_path = p->dedicated_number = NULL;
-	p->mask = 0;
+	p->mask = p->poll = 0;
 	p->off = 1;
 }
 
@@ -366,7 +366,8 @@ provision_off_reason(const struct config *cfg)
 {
 	if (cfg->provision == 0)
 		return "no kinds in provision";
-	if (cfg->public_url == NULL || *cfg->public_url == '\0')
+	if ((cfg->provision & ~cfg->poll) != 0 &&
+	    (cfg->public_url == NULL || *cfg->public_url == '\0'))
 		return "public_url is not set";
 	if (cfg->username == NULL || *cfg->username == '\0')
 		return "username is not set";
@@ -385,14 +386,20 @@ provision_setup(struct provision *p, const struct config *cfg)
 	p->dedicated_number = xstrdup(cfg->dedicated_number != NULL ? cfg->dedicated_number : "*");
 	p->test_receipts = cfg->test_receipts;
 	p->mask = cfg->provision & ((1u << KIND_COUNT) - 1);
+	p->poll = p->mask & cfg->poll;
 	for (i = 0; i < KIND_COUNT; i++) {
 		k = &p->kinds[i];
 		if (!(p->mask & (1u << i)))
 			continue;
 		xasprintf(&k->rule_name, "%s %s", cfg->rule_prefix, k->kind->name);
-		k->action_address = provision_action_address(cfg->public_url, p->token, k->kind);
+		if (p->poll & (1u << i))
+			k->action_address = xstrdup(PROVISION_POLL_ADDRESS);
+		else
+			k->action_address =
+			    provision_action_address(cfg->public_url, p->token, k->kind);
 		k->want = (struct provision_want){ .kind = k->kind->id,
 			.rule_name = k->rule_name,
+			.action = (p->poll & (1u << i)) ? PROVISION_POLL_ACTION : "URL",
 			.action_address = k->action_address,
 			.webhook_type = webhook_format_name(cfg->webhook_type),
 			.dedicated_number = p->dedicated_number };

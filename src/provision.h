@@ -66,10 +66,15 @@ enum provision_drift {
 struct provision_want {
 	enum webhook_kind_id kind;
 	const char *rule_name;	      /* "<rule_prefix> <kind>" */
-	const char *action_address;   /* provision_action_address() */
+	const char *action;	      /* "URL", or "POLL" for a polled kind; NULL: "URL" */
+	const char *action_address;   /* provision_action_address(), or "poll" */
 	const char *webhook_type;     /* "post", "get" or "json" (used where the kind has one) */
 	const char *dedicated_number; /* "*" or a number (used where the kind has one) */
 };
+
+/* A polled kind's rule: action POLL and this address, which the API requires (SPEC 11). */
+#define PROVISION_POLL_ACTION  "POLL"
+#define PROVISION_POLL_ADDRESS "poll"
 
 /* public_url [+ "/" + token] + the kind's path. Caller frees. */
 char *provision_action_address(

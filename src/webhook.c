@@ -18,7 +18,8 @@
 #endif
 
 /* Adding a kind is one row here and one enum value in webhook.h: the name, the path
- * below base_path, dedupe, and the ClickSend automation rule (its /automations endpoint). */
+ * below base_path, dedupe, the ClickSend automation rule (its /automations endpoint) and
+ * the lists it is polled from. */
 const struct webhook_kind webhook_kinds[KIND_COUNT] = {
 	[KIND_SMS_INBOUND] = { .id = KIND_SMS_INBOUND,
 	    .name = "sms.inbound",
@@ -29,7 +30,8 @@ const struct webhook_kind webhook_kinds[KIND_COUNT] = {
 		.id_alias = "sms_inbound_rule_id",
 		.match = MATCH_NUMBER | MATCH_SEARCH,
 		.webhook_type = 1,
-		.test_path = "/sms/inbound" } },
+		.test_path = "/sms/inbound" },
+	    .poll = { { .list = "/sms/inbound", .read = "/sms/inbound-read", .by_id = 1 } } },
 	[KIND_SMS_RECEIPT] = { .id = KIND_SMS_RECEIPT,
 	    .name = "sms.receipt",
 	    .path = "/sms/receipt",
@@ -37,7 +39,10 @@ const struct webhook_kind webhook_kinds[KIND_COUNT] = {
 	    .rule = { .rules_path = "/automations/sms/receipts",
 		.id_field = "receipt_rule_id",
 		.match = MATCH_TYPE,
-		.test_path = "/sms/receipts" } },
+		.test_path = "/sms/receipts" },
+	    /* MMS receipts are SMS receipts with message_type "mms" (SPEC section 4) */
+	    .poll = { { .list = "/sms/receipts", .read = "/sms/receipts-read" },
+		{ .list = "/mms/receipts", .read = "/mms/receipts-read" } } },
 	[KIND_FAX_INBOUND] = { .id = KIND_FAX_INBOUND,
 	    .name = "fax.inbound",
 	    .path = "/fax/inbound",
@@ -52,7 +57,8 @@ const struct webhook_kind webhook_kinds[KIND_COUNT] = {
 	    .rule = { .rules_path = "/automations/fax/receipts",
 		.id_field = "receipt_rule_id",
 		.match = MATCH_TYPE,
-		.test_path = "/fax/receipts" } },
+		.test_path = "/fax/receipts" },
+	    .poll = { { .list = "/fax/receipts", .read = "/fax/receipts-read" } } },
 	[KIND_VOICE_RECEIPT] = { .id = KIND_VOICE_RECEIPT,
 	    .name = "voice.receipt",
 	    .path = "/voice/receipt",
@@ -60,7 +66,8 @@ const struct webhook_kind webhook_kinds[KIND_COUNT] = {
 	    .rule = { .rules_path = "/automations/voice/receipts",
 		.id_field = "receipt_rule_id",
 		.match = MATCH_TYPE,
-		.test_path = "/voice/receipts" } },
+		.test_path = "/voice/receipts" },
+	    .poll = { { .list = "/voice/receipts", .read = "/voice/receipts-read" } } },
 	[KIND_EMAIL_RECEIPT] = { .id = KIND_EMAIL_RECEIPT,
 	    .name = "email.receipt",
 	    .path = "/email/receipt",
@@ -75,6 +82,7 @@ static const char *const webhook_format_names[FORMAT_COUNT] = {
 	[FORMAT_GET] = "get",
 	[FORMAT_POST] = "post",
 	[FORMAT_JSON] = "json",
+	[FORMAT_POLL] = "poll",
 };
 
 /*
@@ -140,11 +148,17 @@ webhook_format_parse(const char *name)
 {
 	size_t i;
 
-	for (i = 0; name != NULL && i < nitems(webhook_format_names); i++) {
+	for (i = 0; name != NULL && i < FORMAT_POLL; i++) {
 		if (strcasecmp(webhook_format_names[i], name) == 0)
 			return (int)i;
 	}
 	return -1;
+}
+
+int
+webhook_kind_pollable(const struct webhook_kind *k)
+{
+	return k != NULL && k->poll[0].list != NULL;
 }
 
 static int

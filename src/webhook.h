@@ -22,6 +22,7 @@ enum webhook_format {
 	FORMAT_GET,
 	FORMAT_POST,
 	FORMAT_JSON,
+	FORMAT_POLL, /* fetched from the API (poll.c), never a webhook's */
 	FORMAT_COUNT
 };
 
@@ -44,6 +45,14 @@ struct webhook_rule {
 	const char *test_path;	/* test push endpoint, NULL when there is none */
 };
 
+/* One ClickSend list a polled kind is read from (SPEC section 11). */
+struct webhook_poll {
+	const char *list; /* "/sms/receipts": GET, paginated, unread items */
+	const char *read; /* "/sms/receipts-read": PUT; by_id: PUT read/{message_id} */
+	int by_id;	  /* mark read per message_id, else by date_before */
+};
+#define WEBHOOK_POLL_LISTS 2
+
 /* Everything about one kind: adding a kind is one enum value and one row of
  * webhook_kinds (webhook.c). */
 struct webhook_kind {
@@ -52,6 +61,7 @@ struct webhook_kind {
 	const char *path; /* "/sms/inbound", below base_path */
 	int receipt;	  /* dedupe on message_id + status_code */
 	struct webhook_rule rule;
+	struct webhook_poll poll[WEBHOOK_POLL_LISTS]; /* list NULL: none (not pollable) */
 };
 
 extern const struct webhook_kind webhook_kinds[KIND_COUNT];
@@ -59,7 +69,10 @@ extern const struct webhook_kind webhook_kinds[KIND_COUNT];
 const struct webhook_kind *webhook_kind_by_name(const char *);
 const struct webhook_kind *webhook_kind_by_path(const char *);
 const char *webhook_format_name(enum webhook_format);
-int webhook_format_parse(const char *); /* -1 when unknown */
+/* A webhook format (get, post, json; never poll): -1 when unknown. */
+int webhook_format_parse(const char *);
+/* Whether the kind has a poll list. */
+int webhook_kind_pollable(const struct webhook_kind *);
 
 struct webhook_event {
 	const struct webhook_kind *kind;

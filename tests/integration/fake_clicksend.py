@@ -25,7 +25,12 @@ What it serves below /v3 (HTTP Basic auth on every call; every answer in ClickSe
        {"url": "..."} (+ "webhook_type" for sms/inbound): answers data = a fake item with a fresh
        message_id and, shortly after, really pushes that item to url from a thread
        (form POST for receipts; post/get/json for sms inbound); url "poll" queues it instead
-  GET  /sms/inbound /sms/receipts /voice/receipts /fax/receipts   the poll queue, paginated
+  GET  /sms/inbound /sms/receipts /mms/receipts /voice/receipts /fax/receipts
+       the poll queue of that list: its unread items, paginated (oldest first)
+  PUT  /sms/inbound-read/{message_id}        marks that inbound SMS read (404: no such item)
+  PUT  /sms/inbound-read /sms/receipts-read /mms/receipts-read /voice/receipts-read
+       /fax/receipts-read   {"date_before": unix}: marks the items with a timestamp strictly
+       before it read; without date_before every item of the list (as the swagger says)
 
 Runtime controls (thread safe):
 
@@ -71,7 +76,17 @@ Rules (stored with integers; rendered per the switches above):
   delete_rule(kind, id)
 
 Test pushes: pushes() -> [dict(kind, url, format, item, status, error, t, body)],
-  wait_pushes(n, timeout=10); poll_queue(kind).
+  wait_pushes(n, timeout=10); poll_queue(kind) (the unread items of the kind's main list).
+
+Poll queues (one per list; a list is a path such as "/mms/receipts" or a kind, which names
+its main list):
+  add_poll_item(list, **fields) -> item   an unread item: a fresh message_id, the kind's
+                                   fields, timestamp now - 60 s unless given
+  add_poll_items(list, n, **fields) -> [item]
+  poll_items(list, unread=None) -> [item]  copies; unread True/False filters
+  arrive_on_read(list, **fields) -> item   queued now, added to the list when the next read
+                                   mark of that list arrives, before it is processed: an item
+                                   that came in between the fetch and the read mark
 
 Module helpers: KINDS, WEBHOOK_PATHS, TEST_PUSH_KINDS, expected_rule(kind, public_url, ...),
   action_address(kind, public_url, token=None).
@@ -119,6 +134,18 @@ WEBHOOK_PATHS = {
     "voice.receipt": "/voice/receipt",
     "email.receipt": "/email/receipt",
 }
+
+# poll list below /v3 -> (kind, read-mark path); inbound SMS is also marked per message_id
+POLL_LISTS = {
+    "/sms/inbound": ("sms.inbound", "/sms/inbound-read"),
+    "/sms/receipts": ("sms.receipt", "/sms/receipts-read"),
+    "/mms/receipts": ("sms.receipt", "/mms/receipts-read"),
+    "/voice/receipts": ("voice.receipt", "/voice/receipts-read"),
+    "/fax/receipts": ("fax.receipt", "/fax/receipts-read"),
+}
+POLL_READS = {read: lst for lst, (_, read) in POLL_LISTS.items()}
+POLL_KIND_LIST = {"sms.inbound": "/sms/inbound", "sms.receipt": "/sms/receipts",
+                  "voice.receipt": "/voice/receipts", "fax.receipt": "/fax/receipts"}
 
 # test push endpoint below /v3 -> kind
 TEST_PUSH_PATHS = {
@@ -274,7 +301,8 @@ class FakeClickSend:
         self._faults = []
         self._stall_until = 0.0
         self._pushes = []
-        self._poll = {k: [] for k in TEST_PUSH_KINDS}
+        self._poll = {lst: [] for lst in POLL_LISTS}   # [{"item": ..., "read": bool}]
+        self._arrivals = {lst: [] for lst in POLL_LISTS}
         self._release.set()
 
     def start(self):
@@ -447,8 +475,81 @@ class FakeClickSend:
             time.sleep(0.05)
 
     def poll_queue(self, kind):
+        return self.poll_items(kind, unread=True)
+
+    # ------------------------------------------------------------------ poll queues
+    @staticmethod
+    def _list_of(lst):
+        return POLL_KIND_LIST.get(lst, lst)
+
+    def _poll_item(self, lst, fields):
+        kind = POLL_LISTS[lst][0]
+        item = self._test_item(kind)
+        item["timestamp"] = int(time.time()) - 60
+        if lst == "/mms/receipts":
+            item["message_type"] = "mms"
+        item.update(fields)
+        return item
+
+    def add_poll_item(self, lst, **fields):
+        lst = self._list_of(lst)
+        item = self._poll_item(lst, fields)
         with self._lock:
-            return copy.deepcopy(self._poll[kind])
+            self._poll[lst].append({"item": item, "read": False})
+        return copy.deepcopy(item)
+
+    def add_poll_items(self, lst, n, **fields):
+        return [self.add_poll_item(lst, **fields) for _ in range(n)]
+
+    def poll_items(self, lst, unread=None):
+        lst = self._list_of(lst)
+        with self._lock:
+            return [copy.deepcopy(e["item"]) for e in self._poll[lst]
+                    if unread is None or unread != e["read"]]
+
+    def arrive_on_read(self, lst, **fields):
+        lst = self._list_of(lst)
+        fields.setdefault("timestamp", None)
+        with self._lock:
+            self._arrivals[lst].append(fields)
+        return fields
+
+    def _take_arrivals(self, lst):
+        with self._lock:
+            pending, self._arrivals[lst] = self._arrivals[lst], []
+        for fields in pending:
+            if fields.get("timestamp") is None:
+                fields["timestamp"] = int(time.time())
+            item = self._poll_item(lst, fields)
+            with self._lock:
+                self._poll[lst].append({"item": item, "read": False})
+
+    def _poll_get(self, h, lst, query):
+        with self._lock:
+            items = [copy.deepcopy(e["item"]) for e in self._poll[lst] if not e["read"]]
+        return self._send(h, 200, "Here are your data.", self._paginate(items, query, lst))
+
+    def _poll_read(self, h, lst, body, ident=None):
+        self._take_arrivals(lst)
+        if ident is not None:
+            with self._lock:
+                found = [e for e in self._poll[lst] if e["item"].get("message_id") == ident]
+                for e in found:
+                    e["read"] = True
+            if not found:
+                return self._send(h, 404, "Resource not found.")
+            return self._send(h, 200, "Inbound messages have been marked as read.", True)
+        before = body.get("date_before") if isinstance(body, dict) else None
+        if before is not None and not isinstance(before, (int, float)) \
+                or isinstance(before, bool):
+            return self._send(h, 400, "Invalid input.",
+                              {"date_before": "The date before must be a number."})
+        with self._lock:
+            for e in self._poll[lst]:
+                ts = _as_int(e["item"].get("timestamp"))
+                if before is None or (ts is not None and ts < before):
+                    e["read"] = True
+        return self._send(h, 200, "Messages have been marked as read.", True)
 
     # ------------------------------------------------------------------ rendering
     def _render(self, kind, rid, r, in_list=False):
@@ -664,16 +765,21 @@ class FakeClickSend:
                 return self._rules_collection(h, kind, query, body, raw)
             if sub.startswith(base + "/"):
                 return self._rules_item(h, kind, sub[len(base) + 1:], body, raw)
-        if sub in TEST_PUSH_PATHS:
-            kind = TEST_PUSH_PATHS[sub]
-            if h.command == "POST":
-                return self._test_push(h, kind, body)
-            if h.command == "GET" and kind != "email.receipt":
-                with self._lock:
-                    items = list(self._poll[kind])
-                return self._send(h, 200, "Here are your data.",
-                                  self._paginate(items, query, sub))
+        if sub in TEST_PUSH_PATHS and h.command == "POST":
+            return self._test_push(h, TEST_PUSH_PATHS[sub], body)
+        if sub in POLL_LISTS and h.command == "GET":
+            return self._poll_get(h, sub, query)
+        if sub in TEST_PUSH_PATHS or sub in POLL_LISTS:
             return self._send(h, 405)
+        if sub in POLL_READS or sub.startswith("/sms/inbound-read/"):
+            if h.command != "PUT":
+                return self._send(h, 405)
+            if raw and body is None:
+                return self._send(h, 400, "Invalid input.", {"body": "Malformed JSON."})
+            if sub in POLL_READS:
+                return self._poll_read(h, POLL_READS[sub], body)
+            ident = urllib.parse.unquote(sub[len("/sms/inbound-read/"):])
+            return self._poll_read(h, "/sms/inbound", body, ident)
         return self._send(h, 404, "Resource not found.")
 
     def _rules_collection(self, h, kind, query, body, raw):
@@ -788,8 +894,10 @@ class FakeClickSend:
                                   {"webhook_type": "The selected webhook type is invalid."})
         item = self._test_item(kind)
         if url == "poll":
+            if kind not in POLL_KIND_LIST:
+                return self._send(h, 400, "Invalid input.", {"url": "The url format is invalid."})
             with self._lock:
-                self._poll[kind].append(item)
+                self._poll[POLL_KIND_LIST[kind]].append({"item": item, "read": False})
         elif url.startswith(("http://", "https://")):
             rec = {"kind": kind, "url": url, "format": fmt, "item": item, "status": None,
                    "error": None, "t": None, "body": None}

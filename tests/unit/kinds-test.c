@@ -84,6 +84,34 @@ START_TEST(test_rules)
 }
 END_TEST
 
+/* A polled kind's lists: GET paths with a read path beside them; the four of SPEC 11. */
+START_TEST(test_poll_lists)
+{
+	int i, j, pollable = 0;
+
+	for (i = 0; i < KIND_COUNT; i++) {
+		const struct webhook_kind *k = &webhook_kinds[i];
+
+		pollable += webhook_kind_pollable(k);
+		for (j = 0; j < WEBHOOK_POLL_LISTS && k->poll[j].list != NULL; j++) {
+			ck_assert_ptr_nonnull(k->poll[j].read);
+			ck_assert_msg(strncmp(k->poll[j].read, k->poll[j].list,
+					  strlen(k->poll[j].list)) == 0 &&
+				strcmp(k->poll[j].read + strlen(k->poll[j].list), "-read") == 0,
+			    "%s: read %s", k->name, k->poll[j].read);
+			ck_assert_int_eq(k->poll[j].by_id, !k->receipt);
+		}
+	}
+	ck_assert_int_eq(pollable, 4);
+	ck_assert(webhook_kind_pollable(webhook_kind_by_name("sms.inbound")));
+	ck_assert(webhook_kind_pollable(webhook_kind_by_name("fax.receipt")));
+	ck_assert(!webhook_kind_pollable(webhook_kind_by_name("fax.inbound")));
+	ck_assert(!webhook_kind_pollable(webhook_kind_by_name("email.receipt")));
+	ck_assert_int_eq(webhook_format_parse("poll"), -1);
+	ck_assert_str_eq(webhook_format_name(FORMAT_POLL), "poll");
+}
+END_TEST
+
 /* provision = KIND loads for a kind with a rule and is a FILE:LINE error for one without. */
 START_TEST(test_config_provision)
 {
@@ -116,7 +144,7 @@ START_TEST(test_decode_and_metrics)
 
 	metrics_reset();
 	for (i = 0; i < KIND_COUNT; i++) {
-		for (f = 0; f < FORMAT_COUNT; f++) {
+		for (f = 0; f < FORMAT_POLL; f++) { /* poll is not a webhook's format */
 			struct webhook_event *evs;
 			int n = decode_events(&webhook_kinds[i], (enum webhook_format)f, docs[f],
 			    strlen(docs[f]), &evs, err, sizeof(err));
@@ -149,6 +177,7 @@ kinds_suite(void)
 
 	tcase_add_test(tc, test_rows);
 	tcase_add_test(tc, test_rules);
+	tcase_add_test(tc, test_poll_lists);
 	tcase_add_test(tc, test_config_provision);
 	tcase_add_test(tc, test_decode_and_metrics);
 	suite_add_tcase(s, tc);
