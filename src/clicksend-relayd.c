@@ -404,10 +404,13 @@ relayd_event_stored(void *arg, const struct webhook_event *ev)
 	provision_event_stored(((struct relayd *)arg)->provision, ev);
 }
 
+/* A standby node of a shared store does not poll: the leader does. */
 static const char *
 relayd_poll(void *arg)
 {
-	return poller_status(((struct relayd *)arg)->poller);
+	struct relayd *d = arg;
+
+	return d->leader || d->cfg->poll == 0 ? poller_status(d->poller) : "standby";
 }
 
 static void
