@@ -162,6 +162,8 @@ static void
 relayd_tick_shared(struct relayd *d)
 {
 	store_jobs_refresh(d->writer);
+	if (d->leader)
+		provision_selftest_tick(d->provision);
 	if (d->ticks % RELAYD_LEADER_EVERY == 0 && !d->leader_asking) {
 		d->leader_asking = 1;
 		store_jobs_leader(d->writer, relayd_leader_done, d);

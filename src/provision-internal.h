@@ -64,6 +64,7 @@ struct provision_kind {
 	enum test_state test;
 	unsigned test_attempts;
 	char *test_id;
+	int test_asking; /* a store lookup of test_id is with the writer */
 	char *seen[PROVISION_SEEN_MAX];
 	size_t nseen;
 	char test_error[256];

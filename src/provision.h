@@ -36,6 +36,9 @@ const char *provision_status(struct provision *);
 const char *provision_selftest_status(struct provision *);
 /* Every stored event: the self-test looks for its test items' message_id. */
 void provision_event_stored(struct provision *, const struct webhook_event *);
+/* With a shared store the test push may land on another node: each call (the daemon's
+ * tick) asks the store whether a waited-for test item is stored. */
+void provision_selftest_tick(struct provision *);
 void provision_free(struct provision *);
 /* How long a test push may take (PROVISION_SELFTEST_MS); for tests. */
 void provision_set_selftest_window(struct provision *, uint64_t ms);

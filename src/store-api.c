@@ -243,6 +243,12 @@ store_deliveries_free(struct store_delivery *d, size_t n)
 }
 
 int
+store_event_seen(struct store *st, const char *kind, const char *message_id)
+{
+	return st->be->event_seen(st, kind, message_id);
+}
+
+int
 store_refresh(struct store *st)
 {
 	return st->be->refresh != NULL ? st->be->refresh(st) : 0;

@@ -38,6 +38,7 @@ struct store_backend {
 	void (*rollback_savepoint)(struct store *);
 
 	int (*event_insert)(struct store *, struct webhook_event *);
+	int (*event_seen)(struct store *, const char *kind, const char *message_id);
 	int (*health)(struct store *, long long *pending, long long *dead, char *err, size_t);
 	int (*probe)(struct store *);
 	int (*relay_counts)(struct store *, const char *, long long *, long long *, int *);

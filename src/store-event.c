@@ -87,6 +87,27 @@ store_sqlite_event_insert(struct store *st, struct webhook_event *ev)
 	return store_deliveries_insert(st, ev);
 }
 
+/* message_id as sent, or in the other case (ClickSend's ids are UUIDs in either case);
+ * each form can use the message_id index. */
+int
+store_sqlite_event_seen(struct store *st, const char *kind, const char *message_id)
+{
+	static const char *sql = "SELECT 1 FROM events WHERE kind = ?1 AND message_id IN "
+				 "(?2, upper(?2), lower(?2)) LIMIT 1";
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
+		snprintf(st->err, sizeof(st->err), "%s", sqlite3_errmsg(st->db));
+		return -1;
+	}
+	store_bind_text(s, 1, kind);
+	store_bind_text(s, 2, message_id);
+	rc = store_step_done(st, s);
+	sqlite3_finalize(s);
+	return rc == -1 ? -1 : rc == SQLITE_ROW;
+}
+
 /* Reads only (the loop's handle): whether commits work is the store writer's to tell. */
 int
 store_sqlite_health(struct store *st, long long *pending, long long *dead, char *err, size_t errlen)

@@ -65,6 +65,7 @@ int store_sqlite_savepoint(struct store *st);
 int store_sqlite_release(struct store *st);
 void store_sqlite_rollback_savepoint(struct store *st);
 int store_sqlite_event_insert(struct store *st, struct webhook_event *ev);
+int store_sqlite_event_seen(struct store *st, const char *kind, const char *message_id);
 int store_sqlite_health(
     struct store *st, long long *pending, long long *dead, char *err, size_t errlen);
 int store_sqlite_relay_counts(

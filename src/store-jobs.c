@@ -182,3 +182,45 @@ store_jobs_leader(struct store_writer *w, void (*done)(int leader, void *arg), v
 	l->arg = arg;
 	store_writer_submit(w, store_jobs_leader_work, store_jobs_leader_done, l);
 }
+
+/* Whether a test push is stored, for the self-test of a shared store. */
+struct store_job_seen {
+	char *kind, *message_id;
+	int seen;
+	void (*done)(int seen, const char *kind, const char *message_id, void *arg);
+	void *arg;
+};
+
+static int
+store_jobs_seen_work(void *handle, void *arg)
+{
+	struct store_job_seen *j = arg;
+
+	j->seen = store_event_seen(handle, j->kind, j->message_id);
+	return j->seen == -1 ? -1 : 0;
+}
+
+static void
+store_jobs_seen_done(int result, const char *err, void *arg)
+{
+	struct store_job_seen *j = arg;
+
+	(void)err;
+	j->done(result == STORE_WRITER_OK ? j->seen : -1, j->kind, j->message_id, j->arg);
+	free(j->kind);
+	free(j->message_id);
+	free(j);
+}
+
+void
+store_jobs_event_seen(struct store_writer *w, const char *kind, const char *message_id,
+    void (*done)(int seen, const char *kind, const char *message_id, void *arg), void *arg)
+{
+	struct store_job_seen *j = xcalloc(1, sizeof(*j));
+
+	j->kind = xstrdup(kind);
+	j->message_id = xstrdup(message_id);
+	j->done = done;
+	j->arg = arg;
+	store_writer_submit(w, store_jobs_seen_work, store_jobs_seen_done, j);
+}

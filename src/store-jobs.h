@@ -19,6 +19,9 @@ void store_jobs_probe(struct store_writer *);
 void store_jobs_refresh(struct store_writer *);
 /* store_leader through the writer; done gets 1, 0 or -1 on the loop. */
 void store_jobs_leader(struct store_writer *, void (*done)(int leader, void *arg), void *arg);
+/* store_event_seen through the writer; done gets 1, 0 or -1 on the loop. */
+void store_jobs_event_seen(struct store_writer *, const char *kind, const char *message_id,
+    void (*done)(int seen, const char *kind, const char *message_id, void *arg), void *arg);
 /* store_provision_ok / store_provision_error through the writer. */
 void store_jobs_provision_ok(struct store_writer *, const struct store_provision_rule *);
 void store_jobs_provision_error(

@@ -64,6 +64,7 @@ void store_pg_error(struct store *, const char *fmt, ...) __attribute__((format(
 
 /* store-pg-write.c, store-pg-admin.c: the backend's members (store-backend.h). */
 int store_pg_event_insert(struct store *, struct webhook_event *);
+int store_pg_event_seen(struct store *, const char *kind, const char *message_id);
 int store_pg_probe(struct store *);
 int store_pg_due(struct store *, const char *relay, const char *now, size_t limit, int64_t claim_ms,
     struct store_delivery **out);

@@ -91,6 +91,22 @@ store_pg_event_insert(struct store *st, struct webhook_event *ev)
 	return pg_deliveries_insert(st, ev);
 }
 
+int
+store_pg_event_seen(struct store *st, const char *kind, const char *message_id)
+{
+	static const char *sql = "SELECT 1 FROM events WHERE kind = $1 AND message_id IN "
+				 "($2, upper($2), lower($2)) LIMIT 1";
+	const char *p[2] = { kind, message_id };
+	struct store_pg_rows *r = store_pg_query(st, sql, 1, 2, p);
+	int seen;
+
+	if (r == NULL)
+		return -1;
+	seen = store_pg_nrows(r) > 0;
+	store_pg_rows_free(r);
+	return seen;
+}
+
 /* A real write that changes nothing anyone sees. */
 int
 store_pg_probe(struct store *st)

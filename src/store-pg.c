@@ -575,6 +575,7 @@ static const struct store_backend store_pg_backend = {
 	.release = pg_release,
 	.rollback_savepoint = pg_rollback_savepoint,
 	.event_insert = store_pg_event_insert,
+	.event_seen = store_pg_event_seen,
 	.health = store_pg_health,
 	.probe = store_pg_probe,
 	.relay_counts = store_pg_relay_counts,

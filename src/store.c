@@ -456,6 +456,7 @@ const struct store_backend store_sqlite_backend = {
 	.release = store_sqlite_release,
 	.rollback_savepoint = store_sqlite_rollback_savepoint,
 	.event_insert = store_sqlite_event_insert,
+	.event_seen = store_sqlite_event_seen,
 	.health = store_sqlite_health,
 	.probe = store_sqlite_probe,
 	.relay_counts = store_sqlite_relay_counts,

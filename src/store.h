@@ -66,6 +66,10 @@ void store_rollback_savepoint(struct store *);
  */
 int store_event_insert(struct store *, struct webhook_event *);
 
+/* Whether an event of KIND with that message_id is stored (any node's, in a shared
+ * store): 1, 0, or -1. */
+int store_event_seen(struct store *, const char *kind, const char *message_id);
+
 /* The last error text of the store connection. */
 const char *store_errmsg(struct store *);
 
