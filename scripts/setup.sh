@@ -69,6 +69,15 @@ count() {
 	skipped=$((skipped + $(n SKIP)))
 }
 
+# failed_logs DIR: what failed in DIR's test logs (distcheck's too), so CI's output names it.
+failed_logs() {
+	find "$1" -name '*.log' ! -name test-suite.log 2>/dev/null | while read -r log; do
+		grep -E '^(not ok|Bail out)' "$log" | grep -q -v '# TODO' || continue
+		echo "--- $log"
+		grep -E -A 8 '^(not ok|Bail out)' "$log" | grep -v '# TODO' | head -n 40
+	done | head -n 200
+}
+
 # check DIR [configure options...]: build and make check, never stopping the script.
 check() {
 	dir=$1
@@ -77,6 +86,9 @@ check() {
 		(cd "$dir" && make -s -j"$jobs" check) || true
 	fi
 	count "$dir"
+	if grep -q -E '^# (FAIL|ERROR): *[1-9]' "$dir/test-suite.log" 2>/dev/null; then
+		failed_logs "$dir"
+	fi
 }
 
 # The package's version must be configure.ac's with a Debian revision (0.1.0 -> 0.1.0-1).
@@ -127,6 +139,7 @@ run_tests() {
 		failed=$((failed + 1))
 		echo "FAIL: make distcheck (see _build/default/distcheck.out)"
 		tail -n 30 _build/default/distcheck.out
+		failed_logs _build/default
 	fi
 	if deb nocheck >_build/deb.out 2>&1; then
 		passed=$((passed + 1))
