@@ -112,16 +112,64 @@ outbox_gen_release(struct outbox *ob, struct outbox_gen *g)
 	free(g);
 }
 
-static void
-outbox_orphan_cb(const char *relay, long long n, void *arg)
-{
-	const struct config *cfg = arg;
+/* The relays with pending deliveries, read through the writer (so a shared store's
+ * answer is the database's, not the loop's snapshot), then judged against the config. */
+struct outbox_orphans {
+	struct outbox *ob;
+	char **relay;
+	long long *n;
+	size_t count, cap;
+};
 
-	if (config_relay_find(cfg, relay) == NULL)
-		log_ctx(LOG_WARNING, 0, relay,
-		    "%lld pending deliver%s for a relay that is not configured: they wait "
-		    "until it is configured again",
-		    n, n == 1 ? "y" : "ies");
+static void
+outbox_orphan_row(const char *relay, long long n, void *arg)
+{
+	struct outbox_orphans *o = arg;
+
+	if (o->count == o->cap) {
+		o->cap = o->cap ? o->cap * 2 : 8;
+		o->relay = xreallocarray(o->relay, o->cap, sizeof(*o->relay));
+		o->n = xreallocarray(o->n, o->cap, sizeof(*o->n));
+	}
+	o->relay[o->count] = xstrdup(relay);
+	o->n[o->count++] = n;
+}
+
+static int
+outbox_orphans_work(void *handle, void *arg)
+{
+	return store_pending_relays(handle, outbox_orphan_row, arg);
+}
+
+static void
+outbox_orphans_done(int result, const char *err, void *arg)
+{
+	struct outbox_orphans *o = arg;
+	const struct config *cfg = TAILQ_FIRST(&o->ob->gens)->cfg;
+	size_t i;
+
+	if (result != STORE_WRITER_OK)
+		log_warnx("outbox: cannot count pending deliveries: %s", err);
+	for (i = 0; i < o->count; i++) {
+		if (result == STORE_WRITER_OK && config_relay_find(cfg, o->relay[i]) == NULL)
+			log_ctx(LOG_WARNING, 0, o->relay[i],
+			    "%lld pending deliver%s for a relay that is not configured: they wait "
+			    "until it is configured again",
+			    o->n[i], o->n[i] == 1 ? "y" : "ies");
+		free(o->relay[i]);
+	}
+	free(o->relay);
+	free(o->n);
+	free(o);
+}
+
+static void
+outbox_report_orphans(struct outbox *ob)
+{
+	struct outbox_orphans *o = xcalloc(1, sizeof(*o));
+
+	o->ob = ob;
+	store_writer_submit(ob->writer, outbox_orphans_work, outbox_orphans_done, o);
 }
 
 /* A write about a relay (pause by pause_after, unorder), through the writer. */
@@ -175,8 +223,7 @@ outbox_set_config(struct outbox *ob, struct config *cfg)
 	TAILQ_INSERT_HEAD(&ob->gens, g, entry);
 	if (old != NULL)
 		outbox_gen_release(ob, old);
-	if (store_pending_relays(ob->store, outbox_orphan_cb, cfg) == -1)
-		log_warnx("outbox: cannot count pending deliveries: %s", store_errmsg(ob->store));
+	outbox_report_orphans(ob);
 	for (size_t i = 0; i < cfg->nrelays; i++) {
 		if (!cfg->relays[i].ordered)
 			outbox_relay_write(ob, cfg->relays[i].name, 0, NULL);
