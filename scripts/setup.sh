@@ -17,7 +17,7 @@ set -eu
 
 PACKAGES="build-essential autoconf automake libtool pkg-config python3 sqlite3 curl
 ca-certificates libevent-dev libsqlite3-dev libcurl4-openssl-dev libyajl-dev libsystemd-dev
-libinih-dev libssl-dev check clang libclang-rt-dev llvm"
+libinih-dev libssl-dev libpq-dev postgresql check clang libclang-rt-dev llvm"
 # Only for the benchmark (bench/run.sh): the load generator and the two reference servers
 # (nginx-light unless another nginx package already provides /usr/sbin/nginx).
 BENCH_PACKAGES="wrk webhook"
