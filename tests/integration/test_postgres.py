@@ -685,7 +685,7 @@ def test_pause_every_node():
                        d.request("GET", "/metrics").body for d in ds)
         tap.ok(wait_for(paused_everywhere, 6), "every node reports relay r paused "
                "(/metrics) within a few seconds")
-        time.sleep(1)
+        time.sleep(3)      # the outbox may take "a second or two" (SPEC 8) after /metrics
         for i, d in enumerate(ds):
             tap.check_eq(post(d, "pz-%d" % i).status, 200, "node %s stores pz-%d" % (d.node, i))
         time.sleep(3)
