@@ -77,11 +77,15 @@ cli_open(struct cli *c)
 	if ((c->cfg = config_load(c->file)) == NULL)
 		return EX_CONFIG;
 	/* store_open would create a missing store: the tool only works on an existing one. */
-	if (stat(c->cfg->store_path, &sb) == -1) {
+	if (c->cfg->store_url == NULL && stat(c->cfg->store_path, &sb) == -1) {
 		cli_warn("cannot open the store %s: %s", c->cfg->store_path, strerror(errno));
 		return EX_NOINPUT;
 	}
-	if ((c->st = store_open(c->cfg->store_path, c->cfg->synchronous_full, &cause)) == NULL) {
+	if ((c->st = store_open_for(&(struct store_target){ .path = c->cfg->store_path,
+					.url = c->cfg->store_url,
+					.node = c->cfg->node,
+					.synchronous_full = c->cfg->synchronous_full },
+		 0, &cause)) == NULL) {
 		cli_warn("cannot open the store %s", cause);
 		free(cause);
 		return EX_NOINPUT;

@@ -34,8 +34,13 @@ cli_provision(const struct config *cfg, int dry_run)
 	char *cause = NULL;
 	int rc;
 
-	if (!dry_run && cfg->provision != 0 && stat(cfg->store_path, &sb) == 0 &&
-	    (st = store_open(cfg->store_path, cfg->synchronous_full, &cause)) == NULL) {
+	if (!dry_run && cfg->provision != 0 &&
+	    (cfg->store_url != NULL || stat(cfg->store_path, &sb) == 0) &&
+	    (st = store_open_for(&(struct store_target){ .path = cfg->store_path,
+				     .url = cfg->store_url,
+				     .node = cfg->node,
+				     .synchronous_full = cfg->synchronous_full },
+		 0, &cause)) == NULL) {
 		cli_warn("cannot open the store %s: results not recorded", cause);
 		free(cause);
 	}

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: ISC */
 /* clicksend-relayd: options, config, store, listeners, the event loop with its signals
  * and periodic timer, reload, and an orderly shutdown. */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,6 +39,7 @@
 #define RELAYD_RETENTION_EVERY	 60 /* ticks */
 #define RELAYD_RETENTION_BATCH	 1000
 #define RELAYD_PROBE_EVERY	 5 /* ticks: the writer's health probe when it is idle */
+#define RELAYD_LEADER_EVERY	 2 /* ticks: a shared store's leader lock is checked */
 /* A lock held by another process (sqlite3 shell, the operator tool) makes the writer
  * wait this long, then the batch fails and its requests get 503 + Retry-After. The
  * loop never waits: its reads use a handle of their own, which gives up quickly. */
@@ -65,6 +67,9 @@ struct relayd {
 	int debug; /* -d: debug logging whatever the config says */
 	int stopping;
 	int retention_running; /* a retention batch is with the writer */
+	int shared;	       /* nodes share the store (PostgreSQL) */
+	int leader;	       /* this node runs provisioning and retention (always, alone) */
+	int leader_asking;     /* a leader check is with the writer */
 };
 
 static void
@@ -119,11 +124,45 @@ relayd_retention(struct relayd *d)
 {
 	char before[32];
 
-	if (d->cfg->retention_ms == 0 || d->retention_running)
+	if (d->cfg->retention_ms == 0 || d->retention_running || !d->leader)
 		return;
 	store_time_text(before, -(int64_t)d->cfg->retention_ms);
 	d->retention_running = 1;
 	store_jobs_retention(d->writer, before, RELAYD_RETENTION_BATCH, relayd_retention_done, d);
+}
+
+/* A shared store's leader lock: the node that takes it starts provisioning; one that
+ * loses it (its connection broke) is standby until it takes it again. */
+static void
+relayd_leader_done(int leader, void *arg)
+{
+	struct relayd *d = arg;
+	int was = d->leader;
+
+	d->leader_asking = 0;
+	d->leader = leader == 1;
+	if (d->stopping || was == d->leader)
+		return;
+	if (d->leader) {
+		log_notice(
+		    "node %s: now the leader (provisioning, polling, retention)", d->cfg->node);
+		provision_start(d->provision, d->cfg);
+	} else {
+		log_notice("node %s: standby (%s)", d->cfg->node,
+		    leader == 0 ? "another node holds the leader lock" :
+				  "the store is unreachable; the leader lock is lost");
+	}
+}
+
+/* A shared store: the loop's snapshot each tick, the leader lock every few. */
+static void
+relayd_tick_shared(struct relayd *d)
+{
+	store_jobs_refresh(d->writer);
+	if (d->ticks % RELAYD_LEADER_EVERY == 0 && !d->leader_asking) {
+		d->leader_asking = 1;
+		store_jobs_leader(d->writer, relayd_leader_done, d);
+	}
 }
 
 /*
@@ -132,7 +171,8 @@ relayd_retention(struct relayd *d)
  * - wake the outbox, so retries fall due and rows changed by the operator tool
  *   (retry, replay) are picked up within a second or two;
  * - on the first tick and then once a minute, apply the store's retention;
- * - every few seconds with nothing else to write, probe that the store commits.
+ * - every few seconds with nothing else to write, probe that the store commits;
+ * - with a shared store, refresh the loop's snapshot and check the leader lock.
  */
 static void
 relayd_tick(evutil_socket_t fd, short what, void *arg)
@@ -144,6 +184,8 @@ relayd_tick(evutil_socket_t fd, short what, void *arg)
 	if (d->stopping)
 		return;
 	outbox_wake(d->outbox);
+	if (d->shared)
+		relayd_tick_shared(d);
 	if (d->ticks % RELAYD_PROBE_EVERY == 0 && store_writer_queued(d->writer) == 0)
 		store_jobs_probe(d->writer);
 	if (d->ticks++ % RELAYD_RETENTION_EVERY == 0)
@@ -205,8 +247,11 @@ relayd_warn_restart_needed(const struct config *old, const struct config *new)
 		same = strcmp(old->listen[i], new->listen[i]) == 0;
 	if (!same)
 		log_warnx("reload: listen addresses changed; they take effect after a restart");
-	if (strcmp(old->store_path, new->store_path) != 0)
-		log_warnx("reload: store path changed; it takes effect after a restart");
+	if (strcmp(old->store_path, new->store_path) != 0 ||
+	    (old->store_url == NULL) != (new->store_url == NULL) ||
+	    (old->store_url != NULL && strcmp(old->store_url, new->store_url) != 0) ||
+	    strcmp(old->node, new->node) != 0)
+		log_warnx("reload: the store changed; it takes effect after a restart");
 	if (old->synchronous_full != new->synchronous_full)
 		log_warnx("reload: store synchronous changed; it takes effect after a restart");
 }
@@ -232,7 +277,8 @@ relayd_sig_hup(evutil_socket_t sig, short what, void *arg)
 		log_set_level(nc->log_level);
 	outbox_set_config(d->outbox, nc); /* frees the old config when it is unused */
 	d->cfg = nc;
-	provision_start(d->provision, nc);
+	if (d->leader)
+		provision_start(d->provision, nc);
 	log_info("reload: %s loaded", nc->file);
 	systemd_notify("READY=1\nSTATUS=running (config reloaded)");
 }
@@ -305,20 +351,23 @@ relayd_libevent_log(int severity, const char *msg)
 static int
 relayd_open_store(struct relayd *d, int check)
 {
-	const char *file = d->cfg->store_path;
-	int full = d->cfg->synchronous_full;
+	const struct store_target t = { .path = d->cfg->store_path,
+		.url = d->cfg->store_url,
+		.node = d->cfg->node,
+		.synchronous_full = d->cfg->synchronous_full };
 	char *cause = NULL;
 
+	errno = 0;
 	if (check)
-		d->store = store_open(file, full, &cause);
-	else if ((d->wstore = store_open_daemon(file, full, &cause)) != NULL)
-		d->store = store_open(file, full, &cause);
+		d->store = store_open_for(&t, 0, &cause);
+	else if ((d->wstore = store_open_for(&t, 1, &cause)) != NULL)
+		d->store = store_open_reader(d->wstore, &cause);
 	if (d->store != NULL)
 		return -1;
 	fprintf(stderr, "clicksend-relayd: store %s\n", cause);
 	log_error("store %s", cause);
 	free(cause);
-	return errno == EBUSY ? EX_UNAVAILABLE : EX_CANTCREAT;
+	return errno == EBUSY || errno == ECONNREFUSED ? EX_UNAVAILABLE : EX_CANTCREAT;
 }
 
 static void
@@ -332,7 +381,9 @@ relayd_route(void *arg, struct webhook_event *ev)
 static const char *
 relayd_provisioning(void *arg)
 {
-	return provision_status(((struct relayd *)arg)->provision);
+	struct relayd *d = arg;
+
+	return d->leader ? provision_status(d->provision) : "standby";
 }
 
 static const char *
@@ -395,6 +446,9 @@ relayd_run(struct relayd *d)
 		fatalx("event_base_new failed");
 	store_set_busy_timeout(d->wstore, RELAYD_WRITER_BUSY_MS);
 	store_set_busy_timeout(d->store, RELAYD_READ_BUSY_MS);
+	d->shared = store_shared(d->wstore);
+	/* before the writer thread owns the handle: the first snapshot and the lock */
+	d->leader = !d->shared || (store_refresh(d->wstore), store_leader(d->wstore) == 1);
 	d->writer = store_writer_new(d->base, &store_write_ops, d->wstore, RELAYD_WRITER_BATCH);
 	d->outbox = outbox_new(d->base, d->store, d->writer, d->cfg);
 	d->ingest = ingest_new(d->writer, RELAYD_WRITER_QUEUE);
@@ -412,8 +466,14 @@ relayd_run(struct relayd *d)
 	relayd_events(d);
 	d->watchdog_usec = systemd_watchdog_usec();
 	systemd_notify("READY=1\nSTATUS=running");
-	log_notice("clicksend-relayd %s started, store %s", RELAY_VERSION, d->cfg->store_path);
-	provision_start(d->provision, d->cfg);
+	if (d->shared)
+		log_notice("clicksend-relayd %s started, store postgresql, node %s (%s)",
+		    RELAY_VERSION, d->cfg->node, d->leader ? "leader" : "standby");
+	else
+		log_notice(
+		    "clicksend-relayd %s started, store %s", RELAY_VERSION, d->cfg->store_path);
+	if (d->leader)
+		provision_start(d->provision, d->cfg);
 	if (event_base_dispatch(d->base) == -1)
 		return EX_SOFTWARE;
 	store_writer_drain(d->writer);
@@ -483,7 +543,8 @@ main(int argc, char **argv)
 		return rc;
 	}
 	if (o.check) {
-		printf("%s: configuration OK, store %s ready\n", o.file, d.cfg->store_path);
+		printf("%s: configuration OK, store %s ready\n", o.file,
+		    d.cfg->store_url != NULL ? "postgresql" : d.cfg->store_path);
 		relayd_free(&d);
 		return EX_OK;
 	}

@@ -24,6 +24,8 @@
 #define CONF_RATE_MAX	     100000	 /* attempts per second or minute */
 #define CONF_SIZE_MAX	     (64u << 20) /* max_body_size: a body is held in memory whole */
 #define CONF_SIZE_MAX_TEXT   "64m"
+#define CONF_STORE_URL_MAX   4096
+#define CONF_NODE_MAX	     63
 
 #define CONF(f)		       offsetof(struct config, f)
 #define RELAY(f)	       offsetof(struct config_relay, f)
@@ -34,7 +36,8 @@
 
 static conf_parser conf_string, conf_listen, conf_base_path, conf_token, conf_cidrs, conf_size,
     conf_duration, conf_choice, conf_url, conf_kinds, conf_format, conf_level, conf_exec,
-    conf_words, conf_secret, conf_header, conf_concurrency, conf_retry, conf_glob, conf_rate;
+    conf_words, conf_secret, conf_header, conf_concurrency, conf_retry, conf_glob, conf_rate,
+    conf_store_url, conf_node;
 
 static const struct conf_choice conf_synchronous[] = {
 	{ "full", 1 },
@@ -69,6 +72,8 @@ static const struct conf_key conf_store_keys[] = {
 	{ "path", conf_string, CONF(store_path), 0, 0, NULL },
 	{ "synchronous", conf_choice, CONF(synchronous_full), 0, 0, conf_synchronous },
 	{ "retention", conf_duration, CONF(retention_ms), 0, 0, NULL },
+	{ "url", conf_store_url, CONF(store_url), 0, KEY_OPTIONAL, NULL },
+	{ "node", conf_node, CONF(node), 0, 0, NULL },
 };
 
 static const struct conf_key conf_clicksend_keys[] = {
@@ -243,6 +248,33 @@ conf_token(const struct conf_key *k, const char *v, void *base, char *msg, size_
 	if (strspn(v, URL_SAFE) != strlen(v))
 		return conf_why(
 		    msg, msglen, "token: invalid (only letters, digits and . _ ~ - are allowed)");
+	conf_set_string(base, k, v);
+	return NULL;
+}
+
+/* A libpq connection URI (postgresql:// or postgres://) or a key=value string. */
+static const char *
+conf_store_url(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
+{
+	if (strncmp(v, "postgresql://", 13) != 0 && strncmp(v, "postgres://", 11) != 0 &&
+	    strchr(v, '=') == NULL)
+		return conf_why(msg, msglen,
+		    "url: not a PostgreSQL connection string (postgresql://... or key=value ...)");
+	if (strlen(v) > CONF_STORE_URL_MAX)
+		return conf_why(msg, msglen, "url: longer than %d bytes", CONF_STORE_URL_MAX);
+	conf_set_string(base, k, v);
+	return NULL;
+}
+
+/* A node name: [a-z0-9_.-]+, at most 63 bytes. */
+static const char *
+conf_node(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
+{
+	if (*v == '\0' || strlen(v) > CONF_NODE_MAX ||
+	    strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789_.-") != strlen(v))
+		return conf_why(msg, msglen,
+		    "node: \"%s\" is not a node name ([a-z0-9_.-]+, at most %d bytes)", v,
+		    CONF_NODE_MAX);
 	conf_set_string(base, k, v);
 	return NULL;
 }

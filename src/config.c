@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "config-internal.h"
 #include "xmalloc.h"
@@ -233,6 +234,24 @@ conf_parse_free(struct conf_parse *p)
 	free(p->pend_value);
 }
 
+/* The host name, lower case, as a node name ([a-z0-9_.-]); "node" when there is none. */
+static char *
+config_default_node(void)
+{
+	char host[256] = "";
+	size_t i, n = 0;
+
+	if (gethostname(host, sizeof(host) - 1) == -1)
+		host[0] = '\0';
+	for (i = 0; host[i] != '\0' && n < 63; i++) {
+		char ch = (char)tolower((unsigned char)host[i]);
+		if (strchr("abcdefghijklmnopqrstuvwxyz0123456789_.-", ch) != NULL)
+			host[n++] = ch;
+	}
+	host[n] = '\0';
+	return xstrdup(n > 0 ? host : "node");
+}
+
 static struct config *
 config_defaults(const char *file)
 {
@@ -249,6 +268,7 @@ config_defaults(const char *file)
 	c->request_timeout_ms = 10000;
 	c->shutdown_timeout_ms = 10000;
 	c->store_path = xstrdup("/var/lib/clicksend-relay/events.db");
+	c->node = config_default_node();
 	c->synchronous_full = 1;
 	c->api_url = xstrdup("https://rest.clicksend.com/v3");
 	c->webhook_type = FORMAT_JSON;
@@ -279,6 +299,9 @@ conf_finish(struct conf_parse *p)
 	struct config *c = p->conf;
 
 	conf_check_provisionable(p);
+	if (c->store_url != NULL && conf_key_line(p, SECT_STORE, "path") != 0)
+		conf_error(p, conf_key_line(p, SECT_STORE, "url"),
+		    "url: the store is either a file (path) or PostgreSQL (url), not both");
 	if (c->api_key != NULL && c->api_key_file != NULL)
 		conf_error(p, conf_key_line(p, SECT_CLICKSEND, "api_key_file"),
 		    "api_key and api_key_file are mutually exclusive");
@@ -329,6 +352,8 @@ config_free(struct config *c)
 	free(c->trusted_proxies);
 	free(c->allow_from);
 	free(c->store_path);
+	free(c->store_url);
+	free(c->node);
 	free(c->username);
 	free(c->api_key);
 	free(c->api_key_file);

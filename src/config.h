@@ -54,6 +54,8 @@ struct config {
 
 	/* [store] */
 	char *store_path;
+	char *store_url;       /* PostgreSQL (libpq URI or key=value); NULL: SQLite */
+	char *node;	       /* this daemon's name in a shared store */
 	int synchronous_full;  /* 1 full, 0 normal */
 	uint64_t retention_ms; /* 0 keep */
 

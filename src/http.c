@@ -332,6 +332,7 @@ http_healthz(struct http_ctx *c)
 	json_gen_kv_string(
 	    g, "provisioning", http_status_text(h->status.provisioning, h->status.arg));
 	json_gen_kv_string(g, "selftest", http_status_text(h->status.selftest, h->status.arg));
+	json_gen_kv_string(g, "node", h->cfg->node);
 	json_gen_string(g, "paused");
 	json_gen_array_open(g);
 	(void)store_paused_relays(h->store, http_paused_name, g);

@@ -29,7 +29,8 @@
 #define OUTBOX_TIMER_MAX_MS	   1500 /* past that, the daemon's 1 s tick is soon enough */
 #define OUTBOX_RECORD_RETRY_MS	   1000 /* a failed record is tried again after 1, 2, 4 ... */
 #define OUTBOX_RECORD_RETRY_MAX_MS 30000
-#define OUTBOX_PAUSED_READ_MS	   1000 /* the relays table is read this often */
+#define OUTBOX_PAUSED_READ_MS	   1000	 /* the relays table is read this often */
+#define OUTBOX_CLAIM_EXTRA_MS	   30000 /* a claim lasts the relay's timeout and this */
 
 /* A config and the number of attempts started under it. */
 struct outbox_gen {
@@ -70,11 +71,13 @@ struct outbox {
 	int64_t paused_read_at;	       /* monotonic ms; 0 never */
 	TAILQ_HEAD(, outbox_gen) gens; /* first is the current config */
 	TAILQ_HEAD(, outbox_job) jobs;
+	TAILQ_HEAD(, outbox_fetch) fetches;
 	int njobs;
 	int stopping;
 };
 
 static void outbox_run_cb(evutil_socket_t, short, void *);
+struct outbox_fetch;
 
 struct outbox *
 outbox_new(struct event_base *base, struct store *st, struct store_writer *w, struct config *cfg)
@@ -86,6 +89,7 @@ outbox_new(struct event_base *base, struct store *st, struct store_writer *w, st
 	ob->writer = w;
 	TAILQ_INIT(&ob->gens);
 	TAILQ_INIT(&ob->jobs);
+	TAILQ_INIT(&ob->fetches);
 	ob->http = relay_http_new(base);
 	ob->exec = relay_exec_new(base);
 	ob->ctl = relay_ctl_new();
@@ -500,33 +504,112 @@ outbox_read_paused(struct outbox *ob)
 		log_warnx("outbox: cannot read paused relays: %s", store_errmsg(ob->store));
 }
 
-/* Starts the due deliveries of one relay up to its free slots. The rows of its jobs are
- * still pending and come first, so the query asks for that many more. */
+/* A read of one relay's due deliveries through the writer (a claim, in a shared store):
+ * it runs after every record submitted before it, so a row whose outcome is being
+ * recorded is either still held by its job or already updated. One per relay at a time. */
+struct outbox_fetch {
+	struct outbox *ob;
+	char *relay;
+	char now[32];
+	size_t limit;
+	int64_t claim_ms;
+	struct store_delivery *ds;
+	int n;
+	TAILQ_ENTRY(outbox_fetch) entry;
+};
+
+static int
+outbox_fetching(const struct outbox *ob, const char *relay)
+{
+	const struct outbox_fetch *f;
+
+	TAILQ_FOREACH(f, &ob->fetches, entry) {
+		if (strcmp(f->relay, relay) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Free slots of a relay now: its concurrency less the attempts in flight, under its rate.
+ * all gets every job of the relay (those still recording too). */
+static int
+outbox_free_slots(struct outbox *ob, const struct config_relay *rl, int *all)
+{
+	int attempting, free_slots;
+
+	outbox_relay_jobs(ob, rl->name, &attempting, all);
+	if ((free_slots = (int)rl->concurrency - attempting) <= 0)
+		return 0;
+	return outbox_rate_slots(ob, rl, free_slots);
+}
+
+/* Writer thread. */
+static int
+outbox_fetch_work(void *handle, void *arg)
+{
+	struct outbox_fetch *f = arg;
+
+	f->n = store_due(handle, f->relay, f->now, f->limit, f->claim_ms, &f->ds);
+	return f->n == -1 ? -1 : 0;
+}
+
+/* Starts what the fetch found, up to the slots free now; the rest waits for a later one. */
+static void
+outbox_fetch_start(struct outbox *ob, struct outbox_fetch *f)
+{
+	const struct config_relay *rl = config_relay_find(TAILQ_FIRST(&ob->gens)->cfg, f->relay);
+	int all, free_slots, i;
+
+	if (rl == NULL || relay_ctl_paused(ob->ctl, rl->name))
+		return;
+	free_slots = outbox_free_slots(ob, rl, &all);
+	for (i = 0; i < f->n && free_slots > 0; i++) {
+		if (outbox_claimed(ob, f->ds[i].id))
+			continue;
+		relay_ctl_started(ob->ctl, rl, outbox_mono_ms());
+		outbox_start(ob, rl, &f->ds[i]);
+		free_slots--;
+	}
+}
+
+static void
+outbox_fetch_done(int result, const char *err, void *arg)
+{
+	struct outbox_fetch *f = arg;
+	struct outbox *ob = f->ob;
+
+	TAILQ_REMOVE(&ob->fetches, f, entry);
+	if (result != STORE_WRITER_OK)
+		log_ctx(LOG_ERR, 0, f->relay, "outbox: cannot read due deliveries: %s", err);
+	else if (!ob->stopping)
+		outbox_fetch_start(ob, f);
+	if (f->n > 0)
+		store_deliveries_free(f->ds, (size_t)f->n);
+	else
+		free(f->ds);
+	free(f->relay);
+	free(f);
+}
+
+/* Asks for the due deliveries of one relay, as many as its free slots. The rows of its
+ * jobs are still pending and come first, so the query asks for that many more. */
 static void
 outbox_run_relay(struct outbox *ob, const struct config_relay *rl, const char *now)
 {
-	struct store_delivery *ds;
-	int attempting, all, free_slots, n, i;
+	struct outbox_fetch *f;
+	int all, free_slots;
 
-	if (relay_ctl_paused(ob->ctl, rl->name))
+	if (relay_ctl_paused(ob->ctl, rl->name) || outbox_fetching(ob, rl->name) ||
+	    (free_slots = outbox_free_slots(ob, rl, &all)) <= 0)
 		return;
-	outbox_relay_jobs(ob, rl->name, &attempting, &all);
-	if ((free_slots = (int)rl->concurrency - attempting) <= 0 ||
-	    (free_slots = outbox_rate_slots(ob, rl, free_slots)) <= 0)
-		return;
-	if ((n = store_due(ob->store, rl->name, now, (size_t)(free_slots + all), &ds)) == -1) {
-		log_ctx(LOG_ERR, 0, rl->name, "outbox: cannot read due deliveries: %s",
-		    store_errmsg(ob->store));
-		return;
-	}
-	for (i = 0; i < n && free_slots > 0; i++) {
-		if (outbox_claimed(ob, ds[i].id))
-			continue;
-		relay_ctl_started(ob->ctl, rl, outbox_mono_ms());
-		outbox_start(ob, rl, &ds[i]);
-		free_slots--;
-	}
-	store_deliveries_free(ds, (size_t)n);
+	f = xcalloc(1, sizeof(*f));
+	f->ob = ob;
+	f->relay = xstrdup(rl->name);
+	snprintf(f->now, sizeof(f->now), "%s", now);
+	f->limit = (size_t)(free_slots + all);
+	f->claim_ms = (int64_t)rl->timeout_ms + OUTBOX_CLAIM_EXTRA_MS;
+	TAILQ_INSERT_TAIL(&ob->fetches, f, entry);
+	store_writer_submit(ob->writer, outbox_fetch_work, outbox_fetch_done, f);
 }
 
 /*

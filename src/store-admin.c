@@ -141,7 +141,7 @@ admin_event_read(sqlite3_stmt *s, void *cb, void *arg)
 }
 
 int
-store_admin_events(
+store_sqlite_admin_events(
     struct store *st, const struct store_admin_event_filter *f, store_admin_event_cb cb, void *arg)
 {
 	struct admin_query q = { .len = 0 };
@@ -176,7 +176,7 @@ admin_delivery_read(sqlite3_stmt *s, void *cb, void *arg)
 }
 
 int
-store_admin_deliveries(struct store *st, const struct store_admin_delivery_filter *f,
+store_sqlite_admin_deliveries(struct store *st, const struct store_admin_delivery_filter *f,
     store_admin_delivery_cb cb, void *arg)
 {
 	struct admin_query q = { .len = 0 };
@@ -207,7 +207,7 @@ admin_count_read(sqlite3_stmt *s, void *cb, void *arg)
 }
 
 int
-store_admin_kind_counts(struct store *st, store_admin_count_cb cb, void *arg)
+store_sqlite_admin_kind_counts(struct store *st, store_admin_count_cb cb, void *arg)
 {
 	static const char *sql = "SELECT kind, count(*), total(duplicates), 0 FROM events "
 				 "GROUP BY kind ORDER BY kind";
@@ -216,7 +216,7 @@ store_admin_kind_counts(struct store *st, store_admin_count_cb cb, void *arg)
 }
 
 int
-store_admin_relay_counts(struct store *st, store_admin_count_cb cb, void *arg)
+store_sqlite_admin_relay_counts(struct store *st, store_admin_count_cb cb, void *arg)
 {
 	static const char *sql = "SELECT relay, total(state = 'pending'), "
 				 "total(state = 'done'), total(state = 'dead') "
@@ -243,7 +243,7 @@ admin_rule_read(sqlite3_stmt *s, void *cb, void *arg)
 }
 
 int
-store_admin_rules(struct store *st, store_admin_rule_cb cb, void *arg)
+store_sqlite_admin_rules(struct store *st, store_admin_rule_cb cb, void *arg)
 {
 	static const char *sql = "SELECT kind, rule_id, rule_name, action_address, "
 				 "webhook_type, synced_at, last_error FROM provisioned_rules "
@@ -272,7 +272,7 @@ admin_change(struct store *st, const char *sql, const char *t1, const char *t2, 
 }
 
 int
-store_admin_requeue(struct store *st, int64_t delivery_id, const char *now)
+store_sqlite_admin_requeue(struct store *st, int64_t delivery_id, const char *now)
 {
 	static const char *sql = "UPDATE deliveries SET state = 'pending', next_attempt_at = ?1, "
 				 "attempts = 0, done_at = NULL WHERE id = ?3";
@@ -281,7 +281,7 @@ store_admin_requeue(struct store *st, int64_t delivery_id, const char *now)
 }
 
 int
-store_admin_requeue_dead(struct store *st, const char *relay, const char *now)
+store_sqlite_admin_requeue_dead(struct store *st, const char *relay, const char *now)
 {
 	static const char *sql = "UPDATE deliveries SET state = 'pending', next_attempt_at = ?1, "
 				 "attempts = 0, done_at = NULL WHERE state = 'dead' AND relay = ?2";
@@ -290,7 +290,7 @@ store_admin_requeue_dead(struct store *st, const char *relay, const char *now)
 }
 
 int
-store_admin_delivery_create(struct store *st, int64_t event_id, const char *relay, const char *now)
+store_sqlite_admin_delivery_create(struct store *st, int64_t event_id, const char *relay, const char *now)
 {
 	static const char *sql = "INSERT OR IGNORE INTO deliveries (event_id, relay, state, "
 				 "attempts, next_attempt_at) VALUES (?3, ?2, 'pending', 0, ?1)";
@@ -299,7 +299,7 @@ store_admin_delivery_create(struct store *st, int64_t event_id, const char *rela
 }
 
 int
-store_admin_relay_last(struct store *st, const char *relay, store_admin_delivery_cb cb, void *arg)
+store_sqlite_admin_relay_last(struct store *st, const char *relay, store_admin_delivery_cb cb, void *arg)
 {
 	struct admin_query q = { .len = 0 };
 

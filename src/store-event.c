@@ -70,7 +70,7 @@ store_deliveries_insert(struct store *st, const struct webhook_event *ev)
 }
 
 int
-store_event_insert(struct store *st, struct webhook_event *ev)
+store_sqlite_event_insert(struct store *st, struct webhook_event *ev)
 {
 	sqlite3_stmt *s = st->stmt[STMT_EVENT_INSERT];
 
@@ -89,7 +89,7 @@ store_event_insert(struct store *st, struct webhook_event *ev)
 
 /* Reads only (the loop's handle): whether commits work is the store writer's to tell. */
 int
-store_health(struct store *st, long long *pending, long long *dead, char *err, size_t errlen)
+store_sqlite_health(struct store *st, long long *pending, long long *dead, char *err, size_t errlen)
 {
 	sqlite3_stmt *s = st->stmt[STMT_HEALTH];
 
@@ -104,7 +104,7 @@ store_health(struct store *st, long long *pending, long long *dead, char *err, s
 }
 
 int
-store_relay_counts(
+store_sqlite_relay_counts(
     struct store *st, const char *relay, long long *pending, long long *dead, int *paused)
 {
 	sqlite3_stmt *s = st->stmt[STMT_RELAY_COUNTS];

@@ -133,3 +133,52 @@ store_jobs_provision_error(
 
 	store_writer_submit(w, store_jobs_provision_work, store_jobs_provision_done, p);
 }
+
+static int
+store_jobs_refresh_work(void *handle, void *arg)
+{
+	(void)arg;
+	return store_refresh(handle);
+}
+
+void
+store_jobs_refresh(struct store_writer *w)
+{
+	store_writer_submit(w, store_jobs_refresh_work, NULL, NULL);
+}
+
+/* Whether this node holds the store-wide lock, for done on the loop. */
+struct store_job_leader {
+	int leader;
+	void (*done)(int leader, void *arg);
+	void *arg;
+};
+
+static int
+store_jobs_leader_work(void *handle, void *arg)
+{
+	struct store_job_leader *l = arg;
+
+	l->leader = store_leader(handle);
+	return l->leader == -1 ? -1 : 0;
+}
+
+static void
+store_jobs_leader_done(int result, const char *err, void *arg)
+{
+	struct store_job_leader *l = arg;
+
+	(void)err;
+	l->done(result == STORE_WRITER_OK ? l->leader : -1, l->arg);
+	free(l);
+}
+
+void
+store_jobs_leader(struct store_writer *w, void (*done)(int leader, void *arg), void *arg)
+{
+	struct store_job_leader *l = xcalloc(1, sizeof(*l));
+
+	l->done = done;
+	l->arg = arg;
+	store_writer_submit(w, store_jobs_leader_work, store_jobs_leader_done, l);
+}

@@ -32,13 +32,14 @@ store_delivery_read(sqlite3_stmt *s, struct store_delivery *d)
 }
 
 int
-store_due(
-    struct store *st, const char *relay, const char *now, size_t limit, struct store_delivery **out)
+store_sqlite_due(struct store *st, const char *relay, const char *now, size_t limit,
+    int64_t claim_ms, struct store_delivery **out)
 {
 	sqlite3_stmt *s = st->stmt[STMT_DUE];
 	size_t n = 0;
 	int rc;
 
+	(void)claim_ms; /* one daemon per SQLite store: nothing to claim against */
 	*out = xcalloc(limit ? limit : 1, sizeof(**out));
 	store_bind_text(s, 1, relay);
 	store_bind_text(s, 2, now);
@@ -54,24 +55,8 @@ store_due(
 	return (int)n;
 }
 
-void
-store_deliveries_free(struct store_delivery *d, size_t n)
-{
-	size_t i;
-
-	for (i = 0; d != NULL && i < n; i++) {
-		free(d[i].relay);
-		free(d[i].kind);
-		free(d[i].format);
-		free(d[i].received_at);
-		free(d[i].payload);
-		free(d[i].next_attempt_at);
-	}
-	free(d);
-}
-
 int
-store_delivery_record(struct store *st, const struct store_delivery *d, const char *state,
+store_sqlite_delivery_record(struct store *st, const struct store_delivery *d, const char *state,
     const char *next_at, const char *last_at, const char *result, const char *done_at)
 {
 	sqlite3_stmt *s = st->stmt[STMT_DELIVERY_RECORD];
@@ -90,7 +75,7 @@ store_delivery_record(struct store *st, const struct store_delivery *d, const ch
 		return -1;
 	if (sqlite3_changes(st->db) == 0)
 		return 0;
-	if (strcmp(state, "pending") != 0 && store_unblock_next(st, d->id) == -1)
+	if (strcmp(state, "pending") != 0 && store_sqlite_unblock_next(st, d->id) == -1)
 		return -1;
 	return 1;
 }
@@ -98,7 +83,7 @@ store_delivery_record(struct store *st, const struct store_delivery *d, const ch
 /* After a delivery of an ordered relay ended (done or dead): the next pending one of its
  * conversation, if any, is due. Nothing for a row without an order key. */
 int
-store_unblock_next(struct store *st, int64_t delivery_id)
+store_sqlite_unblock_next(struct store *st, int64_t delivery_id)
 {
 	sqlite3_stmt *s = st->stmt[STMT_UNBLOCK_NEXT];
 	int rc;
@@ -110,7 +95,7 @@ store_unblock_next(struct store *st, int64_t delivery_id)
 }
 
 int
-store_retention(struct store *st, const char *before, int limit)
+store_sqlite_retention(struct store *st, const char *before, int limit)
 {
 	sqlite3_stmt *s = st->stmt[STMT_RETENTION];
 	int rc;
@@ -123,7 +108,8 @@ store_retention(struct store *st, const char *before, int limit)
 }
 
 int
-store_pending_relays(struct store *st, void (*fn)(const char *, long long, void *), void *arg)
+store_sqlite_pending_relays(
+    struct store *st, void (*fn)(const char *, long long, void *), void *arg)
 {
 	sqlite3_stmt *s;
 	int rc;
@@ -140,7 +126,7 @@ store_pending_relays(struct store *st, void (*fn)(const char *, long long, void 
 }
 
 int
-store_next_due(struct store *st, char buf[32])
+store_sqlite_next_due(struct store *st, char buf[32])
 {
 	sqlite3_stmt *s = st->stmt[STMT_NEXT_DUE];
 	const unsigned char *t;

@@ -33,7 +33,7 @@ store_provision_run(struct store *st, sqlite3_stmt *s)
 }
 
 int
-store_provision_ok(struct store *st, const struct store_provision_rule *r)
+store_sqlite_provision_ok(struct store *st, const struct store_provision_rule *r)
 {
 	static const char *sql =
 	    "INSERT INTO provisioned_rules (kind, rule_id, rule_name, action_address, "
@@ -61,7 +61,7 @@ store_provision_ok(struct store *st, const struct store_provision_rule *r)
 }
 
 int
-store_provision_error(struct store *st, const char *kind, const char *rule_name, const char *error)
+store_sqlite_provision_error(struct store *st, const char *kind, const char *rule_name, const char *error)
 {
 	static const char *sql =
 	    "INSERT INTO provisioned_rules (kind, rule_name, synced_at, last_error) "

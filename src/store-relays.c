@@ -11,7 +11,7 @@
 #include "store.h"
 
 int
-store_paused_relays(struct store *st, store_paused_cb cb, void *arg)
+store_sqlite_paused_relays(struct store *st, store_paused_cb cb, void *arg)
 {
 	sqlite3_stmt *s = st->stmt[STMT_PAUSED];
 	int rc;
@@ -25,7 +25,7 @@ store_paused_relays(struct store *st, store_paused_cb cb, void *arg)
 }
 
 int
-store_relay_set_paused(
+store_sqlite_relay_set_paused(
     struct store *st, const char *relay, int paused, const char *now, const char *reason)
 {
 	sqlite3_stmt *s = st->stmt[STMT_PAUSE];
@@ -63,7 +63,7 @@ store_relays_change(
 }
 
 int
-store_relay_unorder(struct store *st, const char *relay)
+store_sqlite_relay_unorder(struct store *st, const char *relay)
 {
 	return store_relays_change(st,
 	    "UPDATE deliveries SET blocked = 0, order_key = NULL WHERE relay = ?1 AND "
@@ -72,7 +72,7 @@ store_relay_unorder(struct store *st, const char *relay)
 }
 
 int
-store_relay_drop(struct store *st, const char *relay, const char *now, const char *reason)
+store_sqlite_relay_drop(struct store *st, const char *relay, const char *now, const char *reason)
 {
 	return store_relays_change(st,
 	    "UPDATE deliveries SET state = 'dead', last_result = ?3, done_at = NULL, "
@@ -82,7 +82,7 @@ store_relay_drop(struct store *st, const char *relay, const char *now, const cha
 }
 
 int
-store_delivery_move(struct store *st, int64_t delivery_id, const char *relay, const char *now)
+store_sqlite_delivery_move(struct store *st, int64_t delivery_id, const char *relay, const char *now)
 {
 	return store_relays_change(st,
 	    "UPDATE deliveries SET relay = ?1, state = 'pending', attempts = 0, "

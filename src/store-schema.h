@@ -13,5 +13,8 @@ struct store_schema_step {
 
 extern const struct store_schema_step store_schema_steps[];
 extern const size_t store_schema_nsteps;
+/* The PostgreSQL schema (sql/postgresql/), versioned in the store_schema table. */
+extern const struct store_schema_step store_pg_schema_steps[];
+extern const size_t store_pg_schema_nsteps;
 
 #endif

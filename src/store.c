@@ -14,9 +14,9 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "store-backend.h"
 #include "store-internal.h"
 #include "store-schema.h"
-#include "store-writer.h"
 #include "store.h"
 #include "xmalloc.h"
 
@@ -134,7 +134,7 @@ store_user_version(struct store *st)
  * nothing anyone sees but is a real page write, so the commit shows a read-only file, a
  * full disk or another process's lock. */
 int
-store_probe(struct store *st)
+store_sqlite_probe(struct store *st)
 {
 	char sql[64];
 	int v;
@@ -280,17 +280,18 @@ store_open_with(const char *path, int synchronous_full, int lock, char **cause)
 	struct store *st = xcalloc(1, sizeof(*st));
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, rc;
 
+	st->be = &store_sqlite_backend;
 	st->path = xstrdup(path);
 	st->lock_fd = -1;
 	store_make_parent(path);
 	if (lock && (rc = store_lock(st, cause)) < 0) {
-		store_close(st);
+		store_sqlite_close(st);
 		errno = rc == -2 ? EBUSY : 0;
 		return NULL;
 	}
 	if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK) {
 		xasprintf(cause, "%s: %s", path, st->db ? sqlite3_errmsg(st->db) : "out of memory");
-		store_close(st);
+		store_sqlite_close(st);
 		errno = 0;
 		return NULL;
 	}
@@ -298,7 +299,7 @@ store_open_with(const char *path, int synchronous_full, int lock, char **cause)
 	if (store_pragmas(st, synchronous_full) == -1 || store_migrate(st) == -1 ||
 	    store_prepare(st) == -1) {
 		xasprintf(cause, "%s: %s", path, st->err[0] ? st->err : sqlite3_errmsg(st->db));
-		store_close(st);
+		store_sqlite_close(st);
 		errno = 0;
 		return NULL;
 	}
@@ -317,8 +318,15 @@ store_open_daemon(const char *path, int synchronous_full, char **cause)
 	return store_open_with(path, synchronous_full, 1, cause);
 }
 
+/* The daemon loop's own connection beside the writer's. */
+static struct store *
+store_sqlite_open_reader(struct store *writer, char **cause)
+{
+	return store_open(writer->path, 1, cause);
+}
+
 void
-store_close(struct store *st)
+store_sqlite_close(struct store *st)
 {
 	int i;
 
@@ -335,7 +343,7 @@ store_close(struct store *st)
 }
 
 void
-store_set_busy_timeout(struct store *st, int ms)
+store_sqlite_set_busy_timeout(struct store *st, int ms)
 {
 	sqlite3_busy_timeout(st->db, ms);
 }
@@ -347,7 +355,7 @@ store_path(const struct store *st)
 }
 
 const char *
-store_errmsg(struct store *st)
+store_sqlite_errmsg(struct store *st)
 {
 	return st->err[0] ? st->err : sqlite3_errmsg(st->db);
 }
@@ -369,14 +377,14 @@ store_run(struct store *st, enum store_stmt which)
 }
 
 int
-store_begin(struct store *st)
+store_sqlite_begin(struct store *st)
 {
 	st->err[0] = '\0';
 	return store_run(st, STMT_BEGIN);
 }
 
 int
-store_commit(struct store *st)
+store_sqlite_commit(struct store *st)
 {
 	if (store_run(st, STMT_COMMIT) == -1) {
 		/* A failed COMMIT may leave the transaction open: end it. */
@@ -388,26 +396,26 @@ store_commit(struct store *st)
 }
 
 void
-store_rollback(struct store *st)
+store_sqlite_rollback(struct store *st)
 {
 	if (!sqlite3_get_autocommit(st->db))
 		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 int
-store_savepoint(struct store *st)
+store_sqlite_savepoint(struct store *st)
 {
 	return store_run(st, STMT_SAVEPOINT);
 }
 
 int
-store_release(struct store *st)
+store_sqlite_release(struct store *st)
 {
 	return store_run(st, STMT_RELEASE);
 }
 
 void
-store_rollback_savepoint(struct store *st)
+store_sqlite_rollback_savepoint(struct store *st)
 {
 	sqlite3_exec(st->db, "ROLLBACK TO request; RELEASE request", NULL, NULL, NULL);
 }
@@ -435,55 +443,42 @@ store_step_done(struct store *st, sqlite3_stmt *s)
 	return rc;
 }
 
-/* The store writer's view of a write connection (store-writer.h). */
-static int
-store_op_begin(void *h)
-{
-	return store_begin(h);
-}
-
-static int
-store_op_commit(void *h)
-{
-	return store_commit(h);
-}
-
-static void
-store_op_rollback(void *h)
-{
-	store_rollback(h);
-}
-
-static int
-store_op_savepoint(void *h)
-{
-	return store_savepoint(h);
-}
-
-static int
-store_op_release(void *h)
-{
-	return store_release(h);
-}
-
-static void
-store_op_rollback_savepoint(void *h)
-{
-	store_rollback_savepoint(h);
-}
-
-static const char *
-store_op_errmsg(void *h)
-{
-	return store_errmsg(h);
-}
-
-const struct store_writer_ops store_write_ops = {
-	.begin = store_op_begin,
-	.commit = store_op_commit,
-	.rollback = store_op_rollback,
-	.savepoint = store_op_savepoint,
-	.release = store_op_release,
-	.rollback_savepoint = store_op_rollback_savepoint,
-	.errmsg = store_op_errmsg,
+const struct store_backend store_sqlite_backend = {
+	.name = "sqlite",
+	.open_reader = store_sqlite_open_reader,
+	.close = store_sqlite_close,
+	.set_busy_timeout = store_sqlite_set_busy_timeout,
+	.errmsg = store_sqlite_errmsg,
+	.begin = store_sqlite_begin,
+	.commit = store_sqlite_commit,
+	.rollback = store_sqlite_rollback,
+	.savepoint = store_sqlite_savepoint,
+	.release = store_sqlite_release,
+	.rollback_savepoint = store_sqlite_rollback_savepoint,
+	.event_insert = store_sqlite_event_insert,
+	.health = store_sqlite_health,
+	.probe = store_sqlite_probe,
+	.relay_counts = store_sqlite_relay_counts,
+	.due = store_sqlite_due,
+	.delivery_record = store_sqlite_delivery_record,
+	.unblock_next = store_sqlite_unblock_next,
+	.paused_relays = store_sqlite_paused_relays,
+	.relay_set_paused = store_sqlite_relay_set_paused,
+	.relay_unorder = store_sqlite_relay_unorder,
+	.relay_drop = store_sqlite_relay_drop,
+	.delivery_move = store_sqlite_delivery_move,
+	.pending_relays = store_sqlite_pending_relays,
+	.retention = store_sqlite_retention,
+	.next_due = store_sqlite_next_due,
+	.provision_ok = store_sqlite_provision_ok,
+	.provision_error = store_sqlite_provision_error,
+	.admin_events = store_sqlite_admin_events,
+	.admin_deliveries = store_sqlite_admin_deliveries,
+	.admin_kind_counts = store_sqlite_admin_kind_counts,
+	.admin_relay_counts = store_sqlite_admin_relay_counts,
+	.admin_rules = store_sqlite_admin_rules,
+	.admin_requeue = store_sqlite_admin_requeue,
+	.admin_requeue_dead = store_sqlite_admin_requeue_dead,
+	.admin_delivery_create = store_sqlite_admin_delivery_create,
+	.admin_relay_last = store_sqlite_admin_relay_last,
 };

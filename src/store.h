@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: ISC */
-/* The SQLite event store: schema and migrations, prepared statements, transactions. */
+/* The event store: opening it (SQLite file or PostgreSQL URL), transactions, the write
+ * path's queries. One interface over both backends (store-backend.h); SQLite is
+ * store.c and its store-*.c siblings, PostgreSQL store-pg*.c. */
 #ifndef STORE_H
 #define STORE_H
 
@@ -14,7 +16,29 @@ struct store_writer_ops;
  * writing and used only by the writer thread (store-writer.h). */
 extern const struct store_writer_ops store_write_ops;
 
-/* Open (creating and migrating) the store. NULL with a reason in cause on failure. */
+/* Where the store is: a PostgreSQL URL (libpq URI or key=value string) when url is set,
+ * else the SQLite file at path. node names this daemon in a shared store. */
+struct store_target {
+	const char *path, *url, *node;
+	int synchronous_full;
+};
+/* Opens (creating and migrating) the store the target names; daemon: the SQLite store
+ * takes its one-daemon lock (store_open_daemon). NULL with a reason in cause. */
+struct store *store_open_for(const struct store_target *, int daemon, char **cause);
+/* The PostgreSQL store: connects, applies or migrates the schema. The cause never holds
+ * the password. */
+struct store *store_pg_open(const char *url, const char *node, char **cause);
+/* The daemon loop's handle beside the writer's (which the writer thread owns): a second
+ * SQLite connection for reads, or for PostgreSQL a view answering from the snapshot that
+ * store_refresh keeps, so the loop never waits on the network. */
+struct store *store_open_reader(struct store *writer, char **cause);
+/* 1 when nodes share the store (PostgreSQL): the daemon refreshes the loop's snapshot
+ * and runs provisioning, polling and retention only while it is the leader. */
+int store_shared(const struct store *);
+/* "sqlite" or "postgresql". */
+const char *store_backend_name(const struct store *);
+
+/* Open (creating and migrating) the SQLite store. NULL with a reason in cause on failure. */
 struct store *store_open(const char *path, int synchronous_full, char **cause);
 /* The same for the daemon, which first takes the store's lock ("<path>.lock"): one daemon
  * per store. When another process holds it: NULL, errno EBUSY and a cause naming the
@@ -64,9 +88,11 @@ struct store_delivery {
 	char *next_attempt_at; /* as read: the row is recorded only if still so */
 };
 
-/* Pending deliveries of RELAY due at NOW (time text), oldest first. Count or -1. */
-int store_due(
-    struct store *, const char *relay, const char *now, size_t limit, struct store_delivery **out);
+/* Pending deliveries of RELAY due at NOW (time text), oldest first. In a shared store the
+ * rows are claimed for this node for claim_ms (rows another node claims are skipped);
+ * SQLite ignores it. Count or -1. */
+int store_due(struct store *, const char *relay, const char *now, size_t limit, int64_t claim_ms,
+    struct store_delivery **out);
 void store_deliveries_free(struct store_delivery *, size_t n);
 /*
  * Records one attempt of D: attempts + 1 and the new state; NULL texts are stored as
@@ -101,6 +127,14 @@ int store_pending_relays(
 /* Deletes up to LIMIT events received before BEFORE whose deliveries are all done.
  * Returns the number deleted or -1. */
 int store_retention(struct store *, const char *before, int limit);
+
+/* Writer thread: brings what the loop's handle answers without I/O (health, counts,
+ * paused relays, next due) up to date; a no-op for SQLite, whose loop reads are local.
+ * 0 or -1. */
+int store_refresh(struct store *);
+/* Writer thread: 1 when this node may run provisioning, polling and retention (always,
+ * for SQLite; the holder of an advisory lock, for PostgreSQL), 0 standby, -1 error. */
+int store_leader(struct store *);
 
 /* "YYYY-MM-DDTHH:MM:SS.sssZ" for now + offset_ms, in UTC. */
 void store_time_text(char buf[32], int64_t offset_ms);
