@@ -15,6 +15,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -334,6 +335,12 @@ def test_ingest():
         st, h = healthz(d)
         tap.ok(st == 200 and h.get("store") == "ok" and h.get("node") == "a",
                '/healthz: 200, "store":"ok", "node":"a"', [st, h])
+        host = socket.gethostname()
+        dflt = PgDaemon(tap, db, None, store={"node": None})
+        st, h = healthz(dflt)
+        want = host if re.match(r"^[a-z0-9_.-]+$", host) else h.get("node")
+        tap.ok(st == 200 and h.get("node") and h.get("node") == want,
+               "without node, /healthz names the host (%s)" % host, h)
     finally:
         sink.close()
 
@@ -625,43 +632,67 @@ def test_pg_outage():
 
 
 def test_password_secret():
+    """Five nodes, each given its password another way: in the URL, PGPASSFILE, the systemd
+    credential, an URL with percent-encoded special characters and a key=value string."""
     db = new_db("secret")
+    db2 = PG.new_database("secret_odd", password="p@ss/w:rd%%x'q\\%s" % os.urandom(4).hex())
     sink = Sink()
     try:
-        passfile = db.write_passfile(os.path.join(tap.mkdtemp(), "pgpass"))
+        tmp = tap.mkdtemp()
+        passfile = db.write_passfile(os.path.join(tmp, "pgpass"))
+        creds = os.path.join(tmp, "creds")
+        os.mkdir(creds)
+        with open(os.path.join(creds, "clicksend-store-password"), "w") as f:
+            f.write(db.password + "\n")
         a = PgDaemon(tap, db, "a", sections={"relay:r": relay(sink, "/r", "a")})
         b = PgDaemon(tap, db, "b", uri=db.uri_nopass, env={"PGPASSFILE": passfile},
                      sections={"relay:r": relay(sink, "/r", "b")})
-        tap.check_eq((post(a, "pw-a").status, post(b, "pw-b").status), (200, 200),
-                     "node a (password in the URL) and b (PGPASSFILE) take webhooks")
-        tap.check_eq(count(db, "message_id IN ('pw-a', 'pw-b')"), 2, "both stored")
+        c = PgDaemon(tap, db, "c", uri=db.uri_nopass, env={"CREDENTIALS_DIRECTORY": creds},
+                     sections={"relay:r": relay(sink, "/r", "c")})
+        d = PgDaemon(tap, db2, "d", sections={"relay:r": relay(sink, "/r2", "d")})
+        e = PgDaemon(tap, db2, "e", uri=db2.conninfo,
+                     sections={"relay:r": relay(sink, "/r2", "e")})
+        ds = (a, b, c, d, e)
+        tap.check_eq([post(x, "pw-%s" % x.node).status for x in ds], [200] * 5,
+                     "nodes with the password in the URL, PGPASSFILE, the credential, an "
+                     "encoded URL and key=value take webhooks")
+        tap.check_eq((count(db, "message_id LIKE 'pw-_'"), count(db2, "message_id LIKE "
+                                                                   "'pw-_'")), (3, 2),
+                     "all stored")
+        a, b = ds[0], ds[1]
         # connection errors and reconnection are where a URL gets logged
         PG.stop("fast")
-        wait_for(lambda: healthz(a)[0] == 503 and healthz(b)[0] == 503, 20)
-        post(a, "pw-down")
-        post(b, "pw-down")
-        bodies = [a.request("GET", "/healthz").body, b.request("GET", "/healthz").body,
-                  a.request("GET", "/metrics").body, b.request("GET", "/metrics").body]
+        wait_for(lambda: all(healthz(x)[0] == 503 for x in ds), 20)
+        bodies = []
+        for x in ds:
+            post(x, "pw-down")
+            bodies += [x.request("GET", "/healthz").body, x.request("GET", "/metrics").body]
+        down = {x.node: tool(x, "stats") for x in (a, d, e)}
+        tap.ok(all(r[0] not in (0, None) for r in down.values()),
+               "the tool with PostgreSQL down: non-zero exit",
+               {k: show(*v) for k, v in down.items()})
         PG.start()
-        wait_for(lambda: healthz(a)[0] == 200 and healthz(b)[0] == 200, 60, step=0.25)
-        bodies += [a.request("GET", "/healthz").body, a.request("GET", "/metrics").body,
-                   b.request("GET", "/healthz").body, b.request("GET", "/metrics").body]
-        rc, out, err = tool(a, "stats")
-        bodies += [out, err]
-        places = {"log of a": a.full_log(), "log of b": b.full_log(),
-                  "/healthz and /metrics": "\n".join(bodies)}
-        for d in (a, b):
+        wait_for(lambda: all(healthz(x)[0] == 200 for x in ds), 60, step=0.25)
+        for x in ds:
+            bodies += [x.request("GET", "/healthz").body, x.request("GET", "/metrics").body]
+            bodies += list(tool(x, "stats")[1:])
+        places = {"log of %s" % x.node: x.full_log() for x in ds}
+        places["/healthz, /metrics and the tool"] = "\n".join(
+            bodies + [o + r for _, o, r in down.values()])
+        for x in ds:
             try:
-                with open("/proc/%d/cmdline" % d.proc.pid, "rb") as f:
-                    places["cmdline of %s" % d.node] = f.read().decode("utf-8", "replace")
-            except OSError as e:
-                places["cmdline of %s" % d.node] = "unreadable: %s" % e
-        leaks = [k for k, v in places.items() if db.password in v]
-        tap.ok(not leaks, "the password is in no log, /healthz, /metrics, tool output or "
-               "process arguments", leaks)
-        tap.ok(a.full_log() and b.full_log(), "(the nodes did log something)")
-        tap.check_eq((post(a, "pw-a2").status, post(b, "pw-b2").status), (200, 200),
-                     "both reconnected with their own credentials")
+                with open("/proc/%d/cmdline" % x.proc.pid, "rb") as f:
+                    places["cmdline of %s" % x.node] = f.read().decode("utf-8", "replace")
+            except OSError as err:
+                places["cmdline of %s" % x.node] = "unreadable: %s" % err
+        secrets = {db.password, db2.password, db2.uri.split(":")[2].split("@")[0],
+                   db2.password.replace("\\", "\\\\").replace("'", "\\'")}
+        leaks = ["%s in %s" % (pw, k) for k, v in places.items() for pw in secrets if pw in v]
+        tap.ok(not leaks, "the password (plain, percent-encoded or quoted) is in no log, "
+               "/healthz, /metrics, tool output or process arguments", leaks)
+        tap.ok(all(x.full_log() for x in ds), "(the nodes did log something)")
+        tap.check_eq([post(x, "pw2-%s" % x.node).status for x in ds], [200] * 5,
+                     "every node reconnected with its own credentials")
     finally:
         if not PG.running():
             PG.start()
@@ -675,6 +706,10 @@ def test_pause_every_node():
     sink = Sink()
     try:
         ds = nodes(db, ["a", "b", "c"], sink)
+        rc, out, err = tool(ds[0], "pause", "nosuch")
+        tap.ok(rc not in (0, None) and "nosuch" in err and count(db, "true", "relays") == 0,
+               "pause of an unknown relay: an error naming it, nothing written",
+               show(rc, out, err))
         rc, out, err = tool(ds[0], "pause", "r", "--reason", "shared maintenance")
         tap.check_eq(rc, 0, "pause r against the shared store: exit 0", err)
         tap.check_eq(db.psql("SELECT paused, pause_reason FROM relays WHERE name = 'r'"),

@@ -8,8 +8,9 @@ outages, one database with its own role per test, and psql as the superuser.
   pg = PgServer(tap=tap).start()    initdb + postgres on 127.0.0.1:<free port>; timezone=
                                     sets the server's (psql sessions here always use UTC)
   db = pg.new_database("ingest")    a role with a random password owning a new database:
-        db.uri                      postgresql://ROLE:PASSWORD@127.0.0.1:PORT/DB
+        db.uri                      postgresql://ROLE:PASSWORD@127.0.0.1:PORT/DB (encoded)
         db.uri_nopass               postgresql://ROLE@127.0.0.1:PORT/DB
+        db.conninfo                 the same as a key=value string
         db.name, db.role, db.password
         db.write_passfile(path)     a PGPASSFILE (mode 0600) for the password-less URL
         db.psql(sql) / db.value(sql)
@@ -47,6 +48,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 
 LOCALHOST = "127.0.0.1"
 SUPERUSER = "postgres"
@@ -148,8 +150,11 @@ class PgDatabase:
         self.password = password
         self.host = LOCALHOST
         self.port = server.port
-        self.uri = "postgresql://%s:%s@%s:%d/%s" % (role, password, LOCALHOST, server.port,
-                                                     name)
+        self.uri = "postgresql://%s:%s@%s:%d/%s" % (role, urllib.parse.quote(password, safe=""),
+                                                     LOCALHOST, server.port, name)
+        self.conninfo = "host=%s port=%d dbname=%s user=%s password='%s'" % (
+            LOCALHOST, server.port, name, role,
+            password.replace("\\", "\\\\").replace("'", "\\'"))
         self.uri_nopass = "postgresql://%s@%s:%d/%s" % (role, LOCALHOST, server.port, name)
 
     def write_passfile(self, path):
@@ -157,7 +162,7 @@ class PgDatabase:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write("%s:%d:%s:%s:%s\n" % (self.host, self.port, self.name, self.role,
-                                          self.password))
+                                          re.sub(r"([:\\])", r"\\\1", self.password)))
         return path
 
     def psql(self, sql, timeout=20):
@@ -424,15 +429,15 @@ class PgServer:
         rows = self.psql(db, sql, timeout)
         return rows[0][0] if rows and rows[0] else None
 
-    def new_database(self, name=None):
+    def new_database(self, name=None, password=None):
         """A new database owned by a new login role (not superuser, no CREATEDB or CREATEROLE)
-        with a random password; a PgDatabase."""
+        with a random password (or password); a PgDatabase."""
         self._dbs += 1
         name = name or "db%d" % self._dbs
         if not re.match(r"^[a-z_][a-z0-9_]*$", name):
             raise PgError("database name %r: use [a-z_][a-z0-9_]*" % name)
         role = "%s_%s" % (name, secrets.token_hex(3))
-        password = "pw" + secrets.token_hex(12)
+        password = password or "pw" + secrets.token_hex(12)
         self.psql("postgres", "CREATE ROLE %s LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
                   "PASSWORD %s;" % (role, sql_literal(password)))
         self.psql("postgres", "CREATE DATABASE %s OWNER %s;" % (name, role))
