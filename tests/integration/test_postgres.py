@@ -465,6 +465,35 @@ def test_three_nodes():
     check_many_nodes(["a", "b", "c"], 20)
 
 
+def test_retries_across_nodes():
+    """A failing relay on two nodes: every retry is one attempt by one node (claims), the
+    attempts counter matches the requests, and the schedule ends in dead."""
+    db = new_db("retries")
+    sink = Sink()
+    try:
+        sink.status["/r"] = 500
+        ds = nodes(db, ["a", "b"], sink, relay_over={"retry_schedule": "1s 1s 1s"})
+        for i in range(6):
+            tap.check_eq(post(ds[i % 2], "rt-%d" % i).status, 200, "rt-%d stored" % i)
+        ok = wait_for(lambda: count(db, "state = 'dead'", "deliveries") == 6, 40, step=0.25)
+        tap.ok(ok, "after the schedule (4 attempts) every delivery is dead",
+               db.psql("SELECT id, state, attempts, claimed_by FROM deliveries"))
+        time.sleep(1.5)
+        per = {}
+        for g in sink.requests("/r"):
+            per[g["headers"].get("webhook-id")] = per.get(g["headers"].get("webhook-id"), 0) + 1
+        att = {"evt_%s" % i: int(n) for i, n in db.psql(
+            "SELECT event_id, attempts FROM deliveries")}
+        tap.check_eq(per, att, "the sink saw exactly as many requests per event as the "
+                     "attempts counted (no attempt made twice by two nodes)")
+        tap.ok(att and all(n == 4 for n in att.values()), "4 attempts each (1 + 3 retries)",
+               att)
+        nodes_seen = {g["headers"].get("x-node") for g in sink.requests("/r")}
+        tap.diag("attempts made by nodes %s" % sorted(n for n in nodes_seen if n))
+    finally:
+        sink.close()
+
+
 def test_kill_takeover():
     """A node dies (SIGKILL) in the middle of an attempt: its claim expires after the relay
     timeout + 30 s and another node attempts the delivery, with the same webhook-id."""
@@ -511,6 +540,44 @@ def test_kill_takeover():
                "the delivery ends done", db.psql("SELECT * FROM deliveries"))
         tap.check_eq(post(other, "kill-2").status, 200, "the surviving node keeps taking "
                      "webhooks")
+    finally:
+        sink.close()
+
+
+def test_kill_under_traffic():
+    """A node killed with -9 while webhooks stream in: everything it acknowledged is in the
+    shared store, and the other node carries on (and relays it)."""
+    db = new_db("kill_ingest")
+    sink = Sink()
+    try:
+        a, b = nodes(db, ["a", "b"], sink)
+        acked, stop = [], threading.Event()
+
+        def traffic():
+            i = 0
+            while not stop.is_set():
+                mid = "ki-%d" % i
+                i += 1
+                try:
+                    if post(a, mid, timeout=10).status == 200:
+                        acked.append(mid)
+                except OSError:
+                    time.sleep(0.05)
+        t = threading.Thread(target=traffic, daemon=True)
+        t.start()
+        wait_for(lambda: len(acked) >= 20, 20)
+        a.stop(signal.SIGKILL)
+        stop.set()
+        t.join(30)
+        tap.ok(len(acked) >= 20, "node a acknowledged %d webhooks before the kill" % len(acked))
+        stored = set(event_ids(db))
+        tap.ok(all(m in stored for m in acked), "every acknowledged webhook is stored",
+               [m for m in acked if m not in stored][:10])
+        tap.check_eq(post(b, "ki-after").status, 200, "node b keeps taking webhooks")
+        want = set(acked) | {"ki-after"}
+        ok = wait_for(lambda: want <= set(sink.message_ids("/r")), 60, step=0.25)
+        tap.ok(ok, "node b relays them all, the dead node's claims included",
+               sorted(want - set(sink.message_ids("/r")))[:10])
     finally:
         sink.close()
 
@@ -793,7 +860,8 @@ def test_tool_shared():
 # --------------------------------------------------------------------------- main
 
 TESTS = (test_schema_t, test_schema_at_start, test_ingest, test_cross_node_duplicate,
-         test_two_nodes, test_three_nodes, test_kill_takeover, test_provisioning_standby,
+         test_two_nodes, test_three_nodes, test_retries_across_nodes, test_kill_takeover,
+         test_kill_under_traffic, test_provisioning_standby,
          test_pg_outage, test_password_secret, test_pause_every_node, test_tool_shared)
 
 
