@@ -9,7 +9,8 @@
                                   traceback as "#" lines, and the next test still runs
   tap.done()                      prints the plan, cleans up, exits 1 if anything failed
 
-  d = Daemon(tap, server={...}, store={...}, sections={"relay:x": {...}}, extra="...")
+  d = Daemon(tap, server={...}, store={...}, sections={"relay:x": {...}}, extra="...",
+             env={...})             env: variables added to the daemon's environment
   d.request(method, path, body=None, headers=None, raw=False) -> Response(status, headers, body)
   d.raw_send(bytes) -> bytes answered;  d.sql(query) -> [dict];  d.stop(signal) -> exit code
   d.log(), d.alive(), d.restart(), d.reconfigure(...), d.close()
@@ -373,7 +374,7 @@ class Daemon:
 
     def __init__(self, tap, server=None, store=None, sections=None, extra="", args=None,
                  debug=True, start=True, name=None, start_timeout=10, tmpdir=None,
-                 auto_close=True, limits=None):
+                 auto_close=True, limits=None, env=None):
         Daemon._count += 1
         self.tap = tap
         self.name = name or "daemon%d" % Daemon._count
@@ -396,6 +397,7 @@ class Daemon:
         self._logs = []          # stderr of previous runs (restart)
         self.auto_close = auto_close
         self.limits = dict(limits or {})     # {resource.RLIMIT_x: (soft, hard)} for the daemon
+        self.env = dict(env or {})           # added to daemon_env() for this daemon
         self.owner_test = _current_test_function()
         tap.daemons.append(self)
         self.write_config()
@@ -471,8 +473,10 @@ class Daemon:
             import resource
             for res, lim in limits.items():
                 resource.setrlimit(res, lim)
+        env = daemon_env()
+        env.update(self.env)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.stdout_f,
-                                     stderr=self.stderr_f, env=daemon_env(),
+                                     stderr=self.stderr_f, env=env,
                                      start_new_session=True, cwd=self.dir,
                                      preexec_fn=preexec if limits else None)
         self.tap.procs.append(self.proc)
