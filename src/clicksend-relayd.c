@@ -406,13 +406,12 @@ relayd_event_stored(void *arg, const struct webhook_event *ev)
 	provision_event_stored(((struct relayd *)arg)->provision, ev);
 }
 
-/* A standby node of a shared store does not poll: the leader does. */
+/* A standby node of a shared store does not poll (the leader does): its poller is
+ * switched off and says "off", one of the values §11 allows. */
 static const char *
 relayd_poll(void *arg)
 {
-	struct relayd *d = arg;
-
-	return d->leader || d->cfg->poll == 0 ? poller_status(d->poller) : "standby";
+	return poller_status(((struct relayd *)arg)->poller);
 }
 
 static void
