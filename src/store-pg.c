@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,13 +24,14 @@
 #include "store-schema.h"
 #include "xmalloc.h"
 
-#define PG_PREPARED_MAX	  64
-#define PG_BACKOFF_MIN_MS 250
-#define PG_BACKOFF_MAX_MS 10000
-#define PG_PASSWORD_MAX	  1024
-#define PG_LEADER_LOCK	  "7596091650384150016" /* any constant: one lock per database */
-#define PG_MIGRATE_LOCK	  "7596091650384150017"
-#define PG_CREDENTIAL	  "clicksend-store-password"
+#define PG_PREPARED_MAX	      64
+#define PG_BACKOFF_MIN_MS     250
+#define PG_BACKOFF_MAX_MS     10000
+#define PG_PASSWORD_MAX	      1024
+#define PG_LEADER_LOCK	      "7596091650384150016" /* any constant: one lock per database */
+#define PG_MIGRATE_LOCK	      "7596091650384150017"
+#define PG_CREDENTIAL	      "clicksend-store-password"
+#define PG_STATEMENT_EXTRA_MS 3000 /* a statement may take the busy timeout and this */
 
 struct pg_conn {
 	PGconn *pg;
@@ -41,6 +43,7 @@ struct pg_conn {
 	int leader;		      /* this session holds the advisory lock */
 	int64_t retry_at, backoff_ms; /* monotonic ms: no connection attempt before */
 	char down[256];		      /* why the last connection attempt failed */
+	int statement_ms;	      /* 0: wait as long as the server takes */
 };
 
 struct store_pg_rows {
@@ -205,6 +208,67 @@ pg_ready(struct store *st)
 	return -1;
 }
 
+/*
+ * The result of what was just sent, waiting at most statement_ms: a server that stopped
+ * answering (hung, SIGSTOP, a partition the kernel has not noticed) fails the statement
+ * instead of holding the writer, and the connection is dropped. Of a script's several
+ * results the first error (or else the last result) is returned; NULL when there is none.
+ */
+static PGresult *
+pg_wait(struct store *st)
+{
+	struct pg_conn *c = st->pg->conn;
+	int64_t deadline = pg_mono_ms() + c->statement_ms;
+	PGresult *keep = NULL, *r;
+
+	for (;;) {
+		while (PQisBusy(c->pg)) {
+			struct pollfd pfd = { .fd = PQsocket(c->pg), .events = POLLIN };
+			int64_t left = c->statement_ms > 0 ? deadline - pg_mono_ms() : -1;
+			int n = left == -1 || left > 0 ? poll(&pfd, 1, (int)left) : 0;
+
+			if (n == -1 && errno == EINTR)
+				continue;
+			if (n == 0) {
+				store_pg_error(
+				    st, "PostgreSQL did not answer within %d ms", c->statement_ms);
+				PQclear(keep);
+				pg_disconnect(c);
+				return NULL;
+			}
+			if (n == -1 || !PQconsumeInput(c->pg))
+				break; /* PQgetResult reports the broken connection */
+		}
+		if ((r = PQgetResult(c->pg)) == NULL)
+			return keep;
+		if (keep != NULL && PQresultStatus(keep) == PGRES_FATAL_ERROR) {
+			PQclear(r);
+			continue;
+		}
+		PQclear(keep);
+		keep = r;
+		if (PQstatus(c->pg) == CONNECTION_BAD)
+			return keep;
+	}
+}
+
+/* The result of a query just sent (sent: what the PQsend* call returned); NULL with
+ * st->err set when the send failed or nothing came back. */
+static PGresult *
+pg_result(struct store *st, int sent)
+{
+	struct pg_conn *c = st->pg->conn;
+	PGresult *r;
+
+	if (!sent) {
+		store_pg_error(st, "%s", PQerrorMessage(c->pg));
+		return NULL;
+	}
+	if ((r = pg_wait(st)) == NULL && c->pg != NULL && st->err[0] == '\0')
+		store_pg_error(st, "%s", PQerrorMessage(c->pg));
+	return r;
+}
+
 /* The prepared name of a static statement text, preparing it on first use. */
 static const char *
 pg_prepared(struct store *st, const char *sql, int n, char name[16])
@@ -222,7 +286,8 @@ pg_prepared(struct store *st, const char *sql, int n, char name[16])
 	if (c->nprepared == PG_PREPARED_MAX)
 		return NULL;
 	snprintf(name, 16, "s%d", c->nprepared);
-	r = PQprepare(c->pg, name, sql, n, NULL);
+	if ((r = pg_result(st, PQsendPrepare(c->pg, name, sql, n, NULL))) == NULL)
+		return "";
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		store_pg_error(st, "%s", PQresultErrorMessage(r));
 		PQclear(r);
@@ -249,12 +314,15 @@ store_pg_query(struct store *st, const char *sql, int prepare, int n, const char
 	}
 	if (prepare && (name = pg_prepared(st, sql, n, buf)) != NULL && *name == '\0')
 		return NULL;
-	r = name != NULL ? PQexecPrepared(c->pg, name, n, params, NULL, NULL, 0) :
-			   PQexecParams(c->pg, sql, n, NULL, params, NULL, NULL, 0);
+	st->err[0] = '\0';
+	r = pg_result(st,
+	    name != NULL ? PQsendQueryPrepared(c->pg, name, n, params, NULL, NULL, 0) :
+			   PQsendQueryParams(c->pg, sql, n, NULL, params, NULL, NULL, 0));
+	if (r == NULL)
+		return NULL;
 	s = PQresultStatus(r);
 	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
-		store_pg_error(
-		    st, "%s", r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(c->pg));
+		store_pg_error(st, "%s", PQresultErrorMessage(r));
 		PQclear(r);
 		return NULL;
 	}
@@ -340,7 +408,7 @@ pg_rollback(struct store *st)
 	struct pg_conn *c = st->pg->conn;
 
 	if (c != NULL && c->pg != NULL && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
-		PQclear(PQexec(c->pg, "ROLLBACK"));
+		PQclear(pg_result(st, PQsendQuery(c->pg, "ROLLBACK")));
 }
 
 static int
@@ -361,7 +429,7 @@ pg_rollback_savepoint(struct store *st)
 	struct pg_conn *c = st->pg->conn;
 
 	if (c != NULL && c->pg != NULL)
-		PQclear(PQexec(c->pg, "ROLLBACK TO request; RELEASE request"));
+		PQclear(pg_result(st, PQsendQuery(c->pg, "ROLLBACK TO request; RELEASE request")));
 }
 
 static const char *
@@ -370,10 +438,14 @@ pg_errmsg(struct store *st)
 	return st->err[0] != '\0' ? st->err : "PostgreSQL error";
 }
 
+/* Rows are claimed with SKIP LOCKED, so nothing waits on another node's lock; what can
+ * hang is the server itself. The daemon's handles (which set a busy timeout) bound each
+ * statement; the operator tool waits as long as its query takes. */
 static void
 pg_set_busy_timeout(struct store *st, int ms)
 {
-	(void)st, (void)ms; /* rows are claimed with SKIP LOCKED; nothing waits on a lock */
+	if (st->pg->conn != NULL)
+		st->pg->conn->statement_ms = ms > 0 ? ms + PG_STATEMENT_EXTRA_MS : 0;
 }
 
 /* --- The node that runs provisioning, polling and retention. --- */
@@ -426,10 +498,11 @@ pg_schema_version(struct store *st)
 static int
 pg_exec_script(struct store *st, const char *sql)
 {
-	PGresult *r = PQexec(st->pg->conn->pg, sql);
-	int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+	PGresult *r = pg_result(st, PQsendQuery(st->pg->conn->pg, sql));
+	int ok = r != NULL &&
+	    (PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK);
 
-	if (!ok)
+	if (r != NULL && !ok)
 		store_pg_error(st, "%s", PQresultErrorMessage(r));
 	PQclear(r);
 	return ok ? 0 : -1;
