@@ -16,7 +16,7 @@ How the rows match the SQLite path (the choice, and why):
   SELECT coalesce(json_agg(q), '[]') FROM (<query>) q and run with psql as the superuser; the
   one JSON text that comes back is decoded. json_agg keeps the column order and the types
   JSON has: integers as numbers, NULL as null, text as strings. Other statements (UPDATE,
-  INSERT, DELETE) run as they are and give [] like sqlite3 does.
+  INSERT, DELETE, and WITH ... INSERT) run as they are and give [] like sqlite3 does.
 - PostgreSQL booleans become 0/1, as SQLite has none (a comparison gives 1 or 0 there).
 - timestamptz: json_agg renders it in ISO 8601 with the session's offset; the session runs
   with TimeZone UTC, so a time is YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00, and every value of
@@ -50,6 +50,7 @@ _count = 0
 
 _PG_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?\+00(?::00)?$")
 _READS = re.compile(r"^\s*(select|with|values|table)\b", re.I)
+_WRITES = re.compile(r"\b(insert\s+into|update\s+\w+\s+set|delete\s+from)\b", re.I)
 
 # SQLite's JSON functions for the harness's sessions (see the top of the file).
 _COMPAT_SQL = r"""
@@ -138,7 +139,8 @@ def pg_json(db, query, timeout=10):
     """Rows of query in database db as dicts (see the top of the file)."""
     import pgserver
     q = query.strip().rstrip(";").strip()
-    reads = bool(_READS.match(q))
+    # WITH ... INSERT (a CTE feeding a write) runs as it is, like any other write
+    reads = bool(_READS.match(q)) and not (q[:4].lower() == "with" and _WRITES.search(q))
     sql = _SESSION + ("SELECT coalesce(json_agg(q), '[]'::json) FROM (\n%s\n) q;\n" % q
                       if reads else q + ";\n")
     try:
