@@ -242,8 +242,9 @@ class Tap:
 
     def pg_todo(self, cond, name, reason, diag=None):
         """tap.ok(), except that on a PostgreSQL store a failure is a TODO naming a known
-        daemon bug (reason), so it shows without failing the run."""
-        if store_backend() == "sqlite":
+        daemon bug (reason), so it shows without failing the run. A pass is a plain ok: the
+        bugs are races, and automake's TAP driver counts a passing TODO (XPASS) as a failure."""
+        if store_backend() == "sqlite" or cond:
             return self.ok(cond, name, diag)
         return self.todo(cond, name, "PostgreSQL store: " + reason, diag)
 
