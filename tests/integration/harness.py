@@ -18,6 +18,17 @@
 
 Environment: RELAYD (daemon binary), RELAY_TOOL, TESTS_DATA, TESTS_LIB (set by make check).
 All traffic goes to 127.0.0.1; every wait is bounded; temp dirs are removed at exit.
+
+Store backends: CSR_STORE=postgresql gives every Daemon that sets neither [store] path nor
+url a fresh PostgreSQL database on one shared server (pgstore.py), [store] url and node
+instead of path, and d.sql() answers through psql with the sqlite3 -json value types. A test
+that is about SQLite itself says so and is reported as a TAP skip there:
+
+  @sqlite_only("the lock file")   on a test function run with tap.run()
+  if tap.sqlite_only("WAL", "what is skipped"): return     inside a test
+  tap.sqlite_only_file("why")     at the top of a file: the whole file is "1..0 # SKIP"
+  tap.pg_todo(cond, name, bug)    a known daemon bug on PostgreSQL: TODO there, ok elsewhere
+  store_backend()                 "sqlite" or "postgresql"
 """
 
 import atexit
@@ -35,6 +46,9 @@ import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+import pgstore  # noqa: E402
 LOCALHOST = "127.0.0.1"
 
 SANITIZER_PATTERNS = (
@@ -105,6 +119,19 @@ def sanitizer_report(text):
     return None
 
 
+def store_backend():
+    """The backend Daemons get by default: "sqlite" or "postgresql" (CSR_STORE)."""
+    return pgstore.backend()
+
+
+def sqlite_only(reason):
+    """Decorator: under CSR_STORE=postgresql tap.run() reports fn as skipped with reason."""
+    def mark(fn):
+        fn.sqlite_only = reason
+        return fn
+    return mark
+
+
 def sql_quote(s):
     if s is None:
         return "NULL"
@@ -128,6 +155,10 @@ class Tap:
         self.timeout = timeout
         self._finished = False
         sys.stdout.reconfigure(line_buffering=True)
+        if store_backend() == "postgresql":
+            why = pgstore.skip_reason()
+            if why:
+                self._skip_all("CSR_STORE=postgresql: " + why)
         atexit.register(self.cleanup)
         if timeout:
             # a whole-file watchdog: report, kill everything and leave instead of hanging
@@ -210,12 +241,42 @@ class Tap:
                 print(line)
         return bool(cond)
 
+    def pg_todo(self, cond, name, reason, diag=None):
+        """tap.ok(), except that on a PostgreSQL store a failure is a TODO naming a known
+        daemon bug (reason), so it shows without failing the run. A pass is a plain ok: the
+        bugs are races, and automake's TAP driver counts a passing TODO (XPASS) as a failure."""
+        if store_backend() == "sqlite" or cond:
+            return self.ok(cond, name, diag)
+        return self.todo(cond, name, "PostgreSQL store: " + reason, diag)
+
     def skip(self, name, reason):
         self.n += 1
         print("ok %d - %s # SKIP %s" % (self.n, name, reason))
 
+    @staticmethod
+    def _skip_all(reason):
+        print("1..0 # SKIP %s" % reason.replace("\n", " "))
+        sys.stdout.flush()
+        sys.exit(0)
+
+    def sqlite_only(self, reason, name="SQLite store only"):
+        """True (and a skip reported) when the store is not SQLite: the caller returns."""
+        if store_backend() == "sqlite":
+            return False
+        self.skip(name, "SQLite store only: %s" % reason)
+        return True
+
+    def sqlite_only_file(self, reason):
+        """The whole file is about SQLite: "1..0 # SKIP" under another backend."""
+        if store_backend() != "sqlite":
+            self._skip_all("SQLite store only: %s" % reason)
+
     def run(self, fn, *args, **kwargs):
-        """Run one test function isolated from the others."""
+        """Run one test function isolated from the others (a skip when it is marked
+        @sqlite_only and the store is not SQLite)."""
+        mark = getattr(fn, "sqlite_only", None)
+        if mark and self.sqlite_only(mark, "%s" % fn.__name__):
+            return None
         try:
             return fn(*args, **kwargs)
         except Exception:
@@ -399,6 +460,12 @@ class Daemon:
         self.limits = dict(limits or {})     # {resource.RLIMIT_x: (soft, hard)} for the daemon
         self.env = dict(env or {})           # added to daemon_env() for this daemon
         self.owner_test = _current_test_function()
+        # CSR_STORE=postgresql: a database of its own unless the test chose a store
+        self.pgdb = None
+        self.node = None
+        if store_backend() == "postgresql" and not ({"path", "url"} & set(self.store)):
+            self.pgdb = pgstore.new_store(tap, self.name)
+            self.node = pgstore.node_name(self.name)
         tap.daemons.append(self)
         self.write_config()
         if start:
@@ -408,7 +475,10 @@ class Daemon:
     def config_text(self):
         server = {"listen": "%s:%d" % (LOCALHOST, self.port), "base_path": "/clicksend"}
         server.update(self.server)
-        store = {"path": self.db}
+        if self.pgdb is not None and not ({"path", "url"} & set(self.store)):
+            store = {"url": self.pgdb.uri, "node": self.node}
+        else:
+            store = {"path": self.db}
         store.update(self.store)
         secs = {"server": server, "store": store}
         for k, v in self.sections.items():
@@ -669,7 +739,12 @@ class Daemon:
 
     # -- store
     def sql(self, query, timeout=10):
-        """Rows as dicts, read with the sqlite3 shell."""
+        """Rows as dicts, read with the sqlite3 shell (with psql on a PostgreSQL store)."""
+        if self.pgdb is not None:
+            try:
+                return pgstore.pg_json(self.pgdb, query, timeout)
+            except pgstore.PgStoreError as e:
+                raise DaemonError(str(e))
         if not os.path.exists(self.db):
             raise DaemonError("store %s does not exist" % self.db)
         return sqlite_json(self.db, query, timeout)

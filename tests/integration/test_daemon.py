@@ -16,7 +16,7 @@ import time
 sys.dont_write_bytecode = True     # the source tree may be read-only (distcheck)
 sys.path.insert(0, os.environ.get("TESTS_LIB") or os.path.dirname(os.path.abspath(__file__)))
 from harness import (Tap, Daemon, run_relayd, render_config, free_port, plain_short,  # noqa: E402
-                     sanitizer_report, sql_quote)
+                     sanitizer_report, sql_quote, sqlite_only)
 
 BASE = "/clicksend"
 IN = BASE + "/sms/inbound"
@@ -57,6 +57,7 @@ def names_line(err, conf, line):
 
 # --------------------------------------------------------------------------- command line
 
+@sqlite_only("its own SQLite config, not the default store: the SQLite run covers it")
 def test_command_line():
     rc, out, err = relayd(["-V"], "-V", timeout=5)
     tap.ok(rc == 0 and re.search(r"\d+\.\d+", out + err), "-V prints a version and exits 0",
@@ -77,6 +78,7 @@ def test_command_line():
 
 # --------------------------------------------------------------------------- config errors
 
+@sqlite_only("its own SQLite config, not the default store: the SQLite run covers it")
 def test_config_errors():
     tmp = tap.mkdtemp()
     db = os.path.join(tmp, "events.db")
@@ -149,6 +151,7 @@ def test_config_errors():
            ["exit %r" % rc, "stderr %r" % err[-800:]])
 
 
+@sqlite_only("its own SQLite config, not the default store: the SQLite run covers it")
 def test_config_cannot_work():
     """Values that parse but could never work (issue 7.11): -t exits 78 and names each one
     with FILE:LINE, before the store is touched; start-up refuses them the same way."""
@@ -192,6 +195,7 @@ def test_config_cannot_work():
            ["exit %r" % rc, "stderr %r" % err[-800:]])
 
 
+@sqlite_only("its own SQLite config, not the default store: the SQLite run covers it")
 def test_valid_configs():
     """Valid spellings are accepted: -t exits 0 (SPEC section 3)."""
     tmp = tap.mkdtemp()
@@ -276,6 +280,7 @@ retry_schedule = 10s
            "redirected)", ["exit %r" % rc, "stderr %r" % err[-1500:]])
 
 
+@sqlite_only("store paths and store files that are not SQLite databases")
 def test_store_errors():
     tmp = tap.mkdtemp()
     blocker = os.path.join(tmp, "regular-file")
@@ -303,6 +308,7 @@ def test_store_errors():
            "(not 0, not a config error)", ["exit %r" % rc, "stderr %r" % err[-800:]])
 
 
+@sqlite_only("its own SQLite config, not the default store: the SQLite run covers it")
 def test_listen_busy():
     tmp = tap.mkdtemp()
     s = socket.socket()
@@ -320,6 +326,7 @@ def test_listen_busy():
         s.close()
 
 
+@sqlite_only("one daemon per SQLite store (its lock file); nodes share a PostgreSQL store")
 def test_second_instance():
     """One daemon per store: a second one on the same store exits with a clear message and
     leaves the first one's unix socket and listener alone."""
@@ -579,6 +586,7 @@ def test_healthz_metrics():
 
 # --------------------------------------------------------------------------- store failure
 
+@sqlite_only("a sqlite3 shell holds the write lock (PostgreSQL outages: the pg tests)")
 def test_store_failure():
     """The store cannot commit: another process holds the SQLite write lock (works as root,
     where chmod would not stop writes). The daemon must answer 503 with Retry-After and not

@@ -9,6 +9,7 @@ import subprocess
 from harness import Tap, Daemon
 
 tap = Tap(timeout=60, name="docs")
+tap.sqlite_only_file("the README's sqlite3 -readonly queries on an SQLite store")
 FORM = "application/x-www-form-urlencoded"
 TOP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 

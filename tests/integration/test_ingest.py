@@ -12,7 +12,8 @@ import urllib.parse
 sys.dont_write_bytecode = True     # the source tree may be read-only (distcheck)
 sys.path.insert(0, os.environ.get("TESTS_LIB") or os.path.dirname(os.path.abspath(__file__)))
 from harness import (Tap, Daemon, DaemonError, run_relayd, tests_data, sql_quote, time_ok,  # noqa: E402
-                     same_json, json_diff, sqlite_json, sqlite_text, render_config, free_port)
+                     same_json, json_diff, sqlite_json, sqlite_text, render_config, free_port,
+                     sqlite_only)
 
 KINDS = {
     "sms.inbound": "/sms/inbound",
@@ -626,6 +627,7 @@ def test_restart():
         d.close()
 
 
+@sqlite_only("PRAGMA user_version and journal_mode, sqlite_master, EXPLAIN QUERY PLAN")
 def test_check_config():
     tmp = tap.mkdtemp()
     db = os.path.join(tmp, "store", "events.db")

@@ -74,7 +74,7 @@ def event_row(d, message_id):
     return rows[0] if rows else None
 
 
-def deliveries(d, where="1"):
+def deliveries(d, where="1 = 1"):
     return d.sql("SELECT * FROM deliveries WHERE %s ORDER BY id" % where)
 
 
@@ -370,7 +370,7 @@ def test_document_and_filters():
                "a duplicate (same kind and message_id) is answered 200 and creates no delivery",
                ["answer %r" % (r,), "deliveries %r -> %r, events %r" % (n_del, n_del2, n_ev)])
 
-        rows = wait_settled(d, "1", 10)
+        rows = wait_settled(d, "1 = 1", 10)
         bad = []
         for x in rows:
             if x["state"] != "done" or x["attempts"] != 1 or not time_ok(x["done_at"]) \
@@ -498,7 +498,7 @@ def test_retries():
                "request, while the sink is still sleeping (3 s)",
                ["recorded %r after %s s; sink already answered: %r"
                 % (gave_up, t_gave_up, slow_done_before), log_tail(d)])
-        rows = by_relay(wait_settled(d, "1", 20))
+        rows = by_relay(wait_settled(d, "1 = 1", 20))
         log = log_tail(d, 4000)
 
         def reqs(path):
@@ -615,7 +615,7 @@ def test_concurrency():
                ["fast done after %.2f s: %r" % (t_fast, bool(fast_done)), log_tail(d)])
         tap.ok(slow_pending >= 1, "the slow relay still had pending rows then (it is serial)",
                "slow pending %d" % slow_pending)
-        rows = wait_settled(d, "1", 12)
+        rows = wait_settled(d, "1 = 1", 12)
         tap.ok(rows and all(x["state"] == "done" for x in rows) and len(rows) == 3 * n,
                "all deliveries end done", [repr(x) for x in rows if x["state"] != "done"])
         tap.check_eq(sink.max_inflight.get("/slow"), 1,
@@ -705,7 +705,7 @@ def test_scripts():
         r, _, _ = post_event(d, "/sms/inbound", obj)
         evs[mode] = event_row(d, obj["message_id"])
         tap.ok(r.status == 200 and evs[mode], "script event %s accepted" % mode, repr(r))
-    rows = wait_settled(d, "1", 25)
+    rows = wait_settled(d, "1 = 1", 25)
     by_ev = {x["event_id"]: x for x in rows}
     calls = []
     try:
@@ -822,7 +822,7 @@ def test_outage_restart():
         check_gauges(d, ["hook"], "outage")
         rc = d.stop(signal.SIGTERM)
         tap.check_eq(rc, 0, "SIGTERM with pending deliveries: exit 0")
-        rows = sqlite_json(d.db, "SELECT * FROM deliveries ORDER BY id")
+        rows = d.sql("SELECT * FROM deliveries ORDER BY id")
         tap.ok(len(rows) == 4 and all(x["state"] == "pending" for x in rows),
                "after the stop: all 4 rows still pending", [repr(x) for x in rows])
         try:
@@ -831,7 +831,7 @@ def test_outage_restart():
             tap.ok(False, "sink comes back on port %d" % port, str(e))
             return
         d.start()
-        rows = wait_settled(d, "1", 12)
+        rows = wait_settled(d, "1 = 1", 12)
         tap.ok(len(rows) == 4 and all(x["state"] == "done" for x in rows),
                "after the restart, with the sink back: every delivery done",
                [repr(x) for x in rows] + [log_tail(d)])
@@ -862,11 +862,11 @@ def test_kill9_in_flight():
         rc = d.stop(signal.SIGKILL)
         tap.ok(inflight and rc == -signal.SIGKILL, "the daemon was killed with an attempt in "
                "flight", "in flight %r, rc %r" % (inflight, rc))
-        rows = sqlite_json(d.db, "SELECT * FROM deliveries")
+        rows = d.sql("SELECT * FROM deliveries")
         tap.ok(len(rows) == 1 and rows[0]["state"] == "pending",
                "after kill -9 the row is still pending", repr(rows))
         d.start()
-        rows = wait_settled(d, "1", 15)
+        rows = wait_settled(d, "1 = 1", 15)
         ids = [q["headers"].get("webhook-id") for q in sink.got("/hook")]
         tap.ok(len(rows) == 1 and rows[0]["state"] == "done",
                "after the restart the delivery is attempted again and ends done",
@@ -894,7 +894,7 @@ def test_graceful_shutdown():
         except DaemonError as e:
             rc = "killed: %s" % e
         dt = time.monotonic() - t0
-        rows = sqlite_json(d.db, "SELECT * FROM deliveries")
+        rows = d.sql("SELECT * FROM deliveries")
         tap.ok(inflight and rc == 0 and 0.8 <= dt <= 9,
                "SIGTERM with a 2 s attempt in flight (shutdown_timeout 10s): waits for it, "
                "exit 0", "in flight %r, rc %r after %.2f s" % (inflight, rc, dt))
@@ -916,7 +916,7 @@ def test_graceful_shutdown():
         except DaemonError as e:
             rc = "killed: %s" % e
         dt = time.monotonic() - t0
-        rows = sqlite_json(d.db, "SELECT * FROM deliveries")
+        rows = d.sql("SELECT * FROM deliveries")
         tap.ok(inflight and rc == 0 and dt <= 3.0,
                "SIGTERM with a 5 s attempt in flight (shutdown_timeout 1s): exit 0 within ~3 s",
                "in flight %r, rc %r after %.2f s" % (inflight, rc, dt))

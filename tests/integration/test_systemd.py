@@ -12,6 +12,7 @@ import time
 from harness import Tap, daemon_env, free_port, http_request, relayd_path, render_config
 
 tap = Tap(timeout=90, name="systemd")
+tap.sqlite_only_file("notify and socket activation with SQLite configs of its own")
 
 
 class Notify:
