@@ -69,6 +69,8 @@ struct outbox {
 	struct event *rate_ev; /* a relay held back by its rate may start again */
 	struct relay_ctl *ctl;
 	int64_t paused_read_at;	       /* monotonic ms; 0 never */
+	int paused_reading;	       /* a read of the relays table is with the writer */
+	int64_t due_at;		       /* monotonic ms due_ev fires at, when pending */
 	TAILQ_HEAD(, outbox_gen) gens; /* first is the current config */
 	TAILQ_HEAD(, outbox_job) jobs;
 	TAILQ_HEAD(, outbox_fetch) fetches;
@@ -77,6 +79,7 @@ struct outbox {
 };
 
 static void outbox_run_cb(evutil_socket_t, short, void *);
+static void outbox_arm_at(struct outbox *, const char *due);
 struct outbox_fetch;
 
 struct outbox *
@@ -389,6 +392,8 @@ outbox_record_done(int result, const char *err, void *arg)
 		log_ctx(LOG_INFO, j->d.event_id, j->d.relay,
 		    "delivery %lld was retried or replayed during the attempt; it goes again",
 		    (long long)j->d.id);
+	else if (strcmp(j->rec.state, "retry") == 0)
+		outbox_arm_at(j->ob, j->rec.next);
 	outbox_job_end(j);
 }
 
@@ -530,11 +535,56 @@ outbox_rate_slots(struct outbox *ob, const struct config_relay *rl, int free_slo
 	return n < (unsigned)free_slots ? (int)n : free_slots;
 }
 
+/* The relays table, read through the writer: it runs after every pause or resume the
+ * daemon itself submitted before it (pause_after), and a shared store answers from the
+ * database, not the loop's snapshot. */
+struct outbox_paused_read {
+	struct outbox *ob;
+	char **relay;
+	size_t n, cap;
+};
+
 static void
-outbox_paused_mark(const char *relay, const char *paused_at, const char *reason, void *arg)
+outbox_paused_row(const char *relay, const char *paused_at, const char *reason, void *arg)
 {
+	struct outbox_paused_read *r = arg;
+
 	(void)paused_at, (void)reason;
-	relay_ctl_paused_mark(arg, relay);
+	if (r->n == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 4;
+		r->relay = xreallocarray(r->relay, r->cap, sizeof(*r->relay));
+	}
+	r->relay[r->n++] = xstrdup(relay);
+}
+
+static int
+outbox_paused_work(void *handle, void *arg)
+{
+	return store_paused_relays(handle, outbox_paused_row, arg);
+}
+
+/* The paused set is replaced only by a read that worked; a failed one keeps the last. */
+static void
+outbox_paused_done(int result, const char *err, void *arg)
+{
+	struct outbox_paused_read *r = arg;
+	struct outbox *ob = r->ob;
+	size_t i;
+
+	ob->paused_reading = 0;
+	if (result != STORE_WRITER_OK)
+		log_warnx("outbox: cannot read paused relays: %s", err);
+	else
+		relay_ctl_paused_clear(ob->ctl);
+	for (i = 0; i < r->n; i++) {
+		if (result == STORE_WRITER_OK)
+			relay_ctl_paused_mark(ob->ctl, r->relay[i]);
+		free(r->relay[i]);
+	}
+	free(r->relay);
+	free(r);
+	if (result == STORE_WRITER_OK)
+		outbox_wake(ob); /* a resumed relay may start */
 }
 
 /* The relays table, at most once a second: pause and resume by the operator tool. */
@@ -542,13 +592,16 @@ static void
 outbox_read_paused(struct outbox *ob)
 {
 	int64_t now = outbox_mono_ms();
+	struct outbox_paused_read *r;
 
-	if (ob->paused_read_at != 0 && now - ob->paused_read_at < OUTBOX_PAUSED_READ_MS)
+	if (ob->paused_reading ||
+	    (ob->paused_read_at != 0 && now - ob->paused_read_at < OUTBOX_PAUSED_READ_MS))
 		return;
 	ob->paused_read_at = now;
-	relay_ctl_paused_clear(ob->ctl);
-	if (store_paused_relays(ob->store, outbox_paused_mark, ob->ctl) == -1)
-		log_warnx("outbox: cannot read paused relays: %s", store_errmsg(ob->store));
+	ob->paused_reading = 1;
+	r = xcalloc(1, sizeof(*r));
+	r->ob = ob;
+	store_writer_submit(ob->writer, outbox_paused_work, outbox_paused_done, r);
 }
 
 /* A read of one relay's due deliveries through the writer (a claim, in a shared store):
@@ -665,18 +718,31 @@ outbox_run_relay(struct outbox *ob, const struct config_relay *rl, const char *n
  * due are woken by the end of an attempt (a freed slot) or the tick.
  */
 static void
-outbox_arm_due(struct outbox *ob)
+outbox_arm_at(struct outbox *ob, const char *due)
 {
 	struct timeval tv = { 0, 0 };
-	char due[32];
-	int64_t ms;
+	int64_t ms = store_time_until(due), at;
 
-	if (store_next_due(ob->store, due) != 1 || (ms = store_time_until(due)) <= 0 ||
-	    ms >= OUTBOX_TIMER_MAX_MS)
+	if (ms <= 0 || ms >= OUTBOX_TIMER_MAX_MS)
 		return;
+	at = outbox_mono_ms() + ms + 1;
+	if (evtimer_pending(ob->due_ev, NULL) && ob->due_at <= at)
+		return; /* an earlier wake is already set */
+	ob->due_at = at;
 	tv.tv_sec = (time_t)(ms / 1000);
 	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000 + 1000;
 	evtimer_add(ob->due_ev, &tv);
+}
+
+/* The earliest due row as the loop's handle knows it (a shared store's snapshot may be a
+ * second old: retries this daemon recorded arm their own wake, outbox_record_done). */
+static void
+outbox_arm_due(struct outbox *ob)
+{
+	char due[32];
+
+	if (store_next_due(ob->store, due) == 1)
+		outbox_arm_at(ob, due);
 }
 
 static void

@@ -40,7 +40,7 @@ pg_append(struct pg_admin_query *q, const char *s)
 static void
 pg_where(struct pg_admin_query *q, const char *cond, const char *text, int64_t num)
 {
-	char clause[128];
+	char clause[192];
 
 	snprintf(
 	    clause, sizeof(clause), "%s%s$%d", q->nwhere++ ? " AND " : " WHERE ", cond, q->n + 1);
@@ -119,7 +119,7 @@ store_pg_admin_events(
 	if (f->kind != NULL)
 		pg_where(&q, "kind = ", f->kind, 0);
 	if (f->since != NULL)
-		pg_where(&q, "received_at >= ", f->since, 0);
+		pg_where(&q, PG_TIME("received_at") " >= ", f->since, 0); /* a prefix, as text */
 	pg_limit(&q, " ORDER BY id DESC", f->limit);
 	return pg_rows(st, q.sql, q.n, q.p, pg_event_read, (void *)cb, arg);
 }
