@@ -37,6 +37,12 @@ deps() {
 	done
 	[ -z "$missing" ] && return 0
 	echo "setup: installing:$missing"
+	# The tests start PostgreSQL servers of their own; the package's default cluster (a
+	# server on port 5432 started at install) is not wanted. Only when nothing says otherwise.
+	if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+		mkdir -p /etc/postgresql-common
+		echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
+	fi
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -q
 	# shellcheck disable=SC2086
