@@ -31,6 +31,8 @@
 #define OUTBOX_RECORD_RETRY_MAX_MS 30000
 #define OUTBOX_PAUSED_READ_MS	   1000	 /* the relays table is read this often */
 #define OUTBOX_CLAIM_EXTRA_MS	   30000 /* a claim lasts the relay's timeout and this */
+#define OUTBOX_PREFETCH		   32	 /* due rows fetched beyond the free slots */
+#define OUTBOX_READY_MAX_MS	   5000	 /* rows in hand are dropped after this */
 
 /* A config and the number of attempts started under it. */
 struct outbox_gen {
@@ -73,14 +75,14 @@ struct outbox {
 	int64_t due_at;		       /* monotonic ms due_ev fires at, when pending */
 	TAILQ_HEAD(, outbox_gen) gens; /* first is the current config */
 	TAILQ_HEAD(, outbox_job) jobs;
-	TAILQ_HEAD(, outbox_fetch) fetches;
+	TAILQ_HEAD(, outbox_ready) readies; /* per relay: due rows in hand */
 	int njobs;
 	int stopping;
 };
 
 static void outbox_run_cb(evutil_socket_t, short, void *);
 static void outbox_arm_at(struct outbox *, const char *due);
-struct outbox_fetch;
+static void outbox_readies_clear(struct outbox *);
 
 struct outbox *
 outbox_new(struct event_base *base, struct store *st, struct store_writer *w, struct config *cfg)
@@ -92,7 +94,7 @@ outbox_new(struct event_base *base, struct store *st, struct store_writer *w, st
 	ob->writer = w;
 	TAILQ_INIT(&ob->gens);
 	TAILQ_INIT(&ob->jobs);
-	TAILQ_INIT(&ob->fetches);
+	TAILQ_INIT(&ob->readies);
 	ob->http = relay_http_new(base);
 	ob->exec = relay_exec_new(base);
 	ob->ctl = relay_ctl_new();
@@ -227,6 +229,7 @@ outbox_set_config(struct outbox *ob, struct config *cfg)
 	if (old != NULL)
 		outbox_gen_release(ob, old);
 	outbox_report_orphans(ob);
+	outbox_readies_clear(ob); /* relays may have gone or changed */
 	for (size_t i = 0; i < cfg->nrelays; i++) {
 		if (!cfg->relays[i].ordered)
 			outbox_relay_write(ob, cfg->relays[i].name, 0, NULL);
@@ -604,30 +607,67 @@ outbox_read_paused(struct outbox *ob)
 	store_writer_submit(ob->writer, outbox_paused_work, outbox_paused_done, r);
 }
 
+/*
+ * Due deliveries of one relay in hand: the last fetch's rows not started yet. A slot that
+ * frees takes the next row at once instead of waiting for a fetch, and a fetch for more
+ * goes out while rows are still in hand, so under load the relay's slots stay busy though
+ * each fetch waits its turn in the writer. Rows are kept a few seconds at most (a shared
+ * store's claim outlives that by far) and dropped when the relay is paused or the config
+ * changes.
+ */
+struct outbox_ready {
+	char *relay;
+	struct store_delivery *ds; /* rows started are zeroed (their strings moved to a job) */
+	int n, next;		   /* rows, and the first not yet looked at */
+	int64_t at;		   /* monotonic ms of the fetch */
+	int fetching;		   /* a fetch is with the writer */
+	int again;		   /* a slot freed meanwhile: run once more after it */
+	TAILQ_ENTRY(outbox_ready) entry;
+};
+
 /* A read of one relay's due deliveries through the writer (a claim, in a shared store):
  * it runs after every record submitted before it, so a row whose outcome is being
  * recorded is either still held by its job or already updated. One per relay at a time. */
 struct outbox_fetch {
+	struct outbox_ready *rs;
 	struct outbox *ob;
-	char *relay;
 	char now[32];
 	size_t limit;
 	int64_t claim_ms;
 	struct store_delivery *ds;
 	int n;
-	TAILQ_ENTRY(outbox_fetch) entry;
 };
 
-static int
-outbox_fetching(const struct outbox *ob, const char *relay)
+static void
+outbox_ready_clear(struct outbox_ready *rs)
 {
-	const struct outbox_fetch *f;
+	store_deliveries_free(rs->ds, (size_t)rs->n);
+	rs->ds = NULL;
+	rs->n = rs->next = 0;
+}
 
-	TAILQ_FOREACH(f, &ob->fetches, entry) {
-		if (strcmp(f->relay, relay) == 0)
-			return 1;
+static struct outbox_ready *
+outbox_ready_get(struct outbox *ob, const char *relay)
+{
+	struct outbox_ready *rs;
+
+	TAILQ_FOREACH(rs, &ob->readies, entry) {
+		if (strcmp(rs->relay, relay) == 0)
+			return rs;
 	}
-	return 0;
+	rs = xcalloc(1, sizeof(*rs));
+	rs->relay = xstrdup(relay);
+	TAILQ_INSERT_TAIL(&ob->readies, rs, entry);
+	return rs;
+}
+
+static void
+outbox_readies_clear(struct outbox *ob)
+{
+	struct outbox_ready *rs;
+
+	TAILQ_FOREACH(rs, &ob->readies, entry)
+		outbox_ready_clear(rs);
 }
 
 /* Free slots of a relay now: its concurrency less the attempts in flight, under its rate.
@@ -643,73 +683,107 @@ outbox_free_slots(struct outbox *ob, const struct config_relay *rl, int *all)
 	return outbox_rate_slots(ob, rl, free_slots);
 }
 
+/* Starts rows in hand, up to free_slots; the slots still free. */
+static int
+outbox_ready_start(
+    struct outbox *ob, const struct config_relay *rl, struct outbox_ready *rs, int free_slots)
+{
+	while (free_slots > 0 && rs->next < rs->n) {
+		struct store_delivery *d = &rs->ds[rs->next++];
+		if (outbox_claimed(ob, d->id))
+			continue; /* a job holds it: in flight, or its outcome not yet committed */
+		relay_ctl_started(ob->ctl, rl, outbox_mono_ms());
+		outbox_start(ob, rl, d);
+		free_slots--;
+	}
+	return free_slots;
+}
+
 /* Writer thread. */
 static int
 outbox_fetch_work(void *handle, void *arg)
 {
 	struct outbox_fetch *f = arg;
 
-	f->n = store_due(handle, f->relay, f->now, f->limit, f->claim_ms, &f->ds);
+	f->n = store_due(handle, f->rs->relay, f->now, f->limit, f->claim_ms, &f->ds);
 	return f->n == -1 ? -1 : 0;
 }
 
-/* Starts what the fetch found, up to the slots free now; the rest waits for a later one. */
-static void
-outbox_fetch_start(struct outbox *ob, struct outbox_fetch *f)
-{
-	const struct config_relay *rl = config_relay_find(TAILQ_FIRST(&ob->gens)->cfg, f->relay);
-	int all, free_slots, i;
-
-	if (rl == NULL || relay_ctl_paused(ob->ctl, rl->name))
-		return;
-	free_slots = outbox_free_slots(ob, rl, &all);
-	for (i = 0; i < f->n && free_slots > 0; i++) {
-		if (outbox_claimed(ob, f->ds[i].id))
-			continue;
-		relay_ctl_started(ob->ctl, rl, outbox_mono_ms());
-		outbox_start(ob, rl, &f->ds[i]);
-		free_slots--;
-	}
-}
-
+/* The fetch's rows replace those in hand (it found them too, fresher); as many start as
+ * slots are free now. */
 static void
 outbox_fetch_done(int result, const char *err, void *arg)
 {
 	struct outbox_fetch *f = arg;
 	struct outbox *ob = f->ob;
+	struct outbox_ready *rs = f->rs;
+	const struct config_relay *rl;
+	int all;
 
-	TAILQ_REMOVE(&ob->fetches, f, entry);
-	if (result != STORE_WRITER_OK)
-		log_ctx(LOG_ERR, 0, f->relay, "outbox: cannot read due deliveries: %s", err);
-	else if (!ob->stopping)
-		outbox_fetch_start(ob, f);
-	if (f->n > 0)
-		store_deliveries_free(f->ds, (size_t)f->n);
-	else
-		free(f->ds);
-	free(f->relay);
+	rs->fetching = 0;
+	if (result != STORE_WRITER_OK) {
+		log_ctx(LOG_ERR, 0, rs->relay, "outbox: cannot read due deliveries: %s", err);
+		free(f);
+		return;
+	}
+	outbox_ready_clear(rs);
+	rs->ds = f->ds;
+	rs->n = f->n;
+	rs->at = outbox_mono_ms();
 	free(f);
+	rl = config_relay_find(TAILQ_FIRST(&ob->gens)->cfg, rs->relay);
+	if (ob->stopping || rl == NULL || relay_ctl_paused(ob->ctl, rl->name)) {
+		outbox_ready_clear(rs);
+		return;
+	}
+	(void)outbox_ready_start(ob, rl, rs, outbox_free_slots(ob, rl, &all));
+	if (rs->again) {
+		rs->again = 0;
+		outbox_wake(ob);
+	}
 }
 
-/* Asks for the due deliveries of one relay, as many as its free slots. The rows of its
- * jobs are still pending and come first, so the query asks for that many more. */
+static void
+outbox_fetch(struct outbox *ob, const struct config_relay *rl, struct outbox_ready *rs,
+    const char *now, size_t limit)
+{
+	struct outbox_fetch *f = xcalloc(1, sizeof(*f));
+
+	f->rs = rs;
+	f->ob = ob;
+	snprintf(f->now, sizeof(f->now), "%s", now);
+	f->limit = limit;
+	f->claim_ms = (int64_t)rl->timeout_ms + OUTBOX_CLAIM_EXTRA_MS;
+	rs->fetching = 1;
+	store_writer_submit(ob->writer, outbox_fetch_work, outbox_fetch_done, f);
+}
+
+/* Starts due deliveries of one relay from the rows in hand, and fetches more when few are
+ * left. The query returns the rows of the relay's jobs and those in hand first (they are
+ * still pending and due), so it asks for that many more than it wants. */
 static void
 outbox_run_relay(struct outbox *ob, const struct config_relay *rl, const char *now)
 {
-	struct outbox_fetch *f;
-	int all, free_slots;
+	struct outbox_ready *rs = outbox_ready_get(ob, rl->name);
+	int all, free_slots, left;
 
-	if (relay_ctl_paused(ob->ctl, rl->name) || outbox_fetching(ob, rl->name) ||
-	    (free_slots = outbox_free_slots(ob, rl, &all)) <= 0)
+	if (relay_ctl_paused(ob->ctl, rl->name)) {
+		outbox_ready_clear(rs);
 		return;
-	f = xcalloc(1, sizeof(*f));
-	f->ob = ob;
-	f->relay = xstrdup(rl->name);
-	snprintf(f->now, sizeof(f->now), "%s", now);
-	f->limit = (size_t)(free_slots + all);
-	f->claim_ms = (int64_t)rl->timeout_ms + OUTBOX_CLAIM_EXTRA_MS;
-	TAILQ_INSERT_TAIL(&ob->fetches, f, entry);
-	store_writer_submit(ob->writer, outbox_fetch_work, outbox_fetch_done, f);
+	}
+	if (rs->n > 0 && outbox_mono_ms() - rs->at > OUTBOX_READY_MAX_MS)
+		outbox_ready_clear(rs);
+	free_slots = outbox_free_slots(ob, rl, &all);
+	if (free_slots > 0)
+		free_slots = outbox_ready_start(ob, rl, rs, free_slots);
+	left = rs->n - rs->next;
+	if (rs->fetching) {
+		rs->again |= free_slots > 0;
+		return;
+	}
+	if (free_slots <= 0 && left >= OUTBOX_PREFETCH / 2)
+		return;
+	outbox_fetch(ob, rl, rs, now, (size_t)(free_slots + all + left + OUTBOX_PREFETCH));
 }
 
 /*
@@ -765,6 +839,7 @@ outbox_run_cb(evutil_socket_t fd, short what, void *arg)
 void
 outbox_free(struct outbox *ob)
 {
+	struct outbox_ready *rs;
 	struct outbox_job *j;
 	struct outbox_gen *g;
 
@@ -780,6 +855,12 @@ outbox_free(struct outbox *ob)
 		TAILQ_REMOVE(&ob->gens, g, entry);
 		config_free(g->cfg);
 		free(g);
+	}
+	while ((rs = TAILQ_FIRST(&ob->readies)) != NULL) {
+		TAILQ_REMOVE(&ob->readies, rs, entry);
+		outbox_ready_clear(rs);
+		free(rs->relay);
+		free(rs);
 	}
 	event_free(ob->wake_ev);
 	event_free(ob->due_ev);
