@@ -186,10 +186,12 @@ def print_stores(recs, wrk):
     rows = (("SQLite, one daemon", "relayd-empty", "relayd-relay", "sqlite"),
             ("PostgreSQL, one node", "pg", "pgrelay", "pgrelay"),
             ("PostgreSQL, two nodes", "pg2", "pgrelay2", "pgrelay2"))
+    v = pg.get("version")
+    version = "%d.%d" % divmod(v, 10000) if isinstance(v, int) else "?"
     print("SQLite (synchronous = full) against PostgreSQL %s (fsync=%s, synchronous_commit=%s) "
           "on 127.0.0.1, one database shared by the nodes; 100 connections in all (two nodes: "
           "one wrk with 50 per node, at once); req/s of 2xx answers, p50/p99 ms"
-          % (pg.get("version", "?"), pg.get("fsync", "?"), pg.get("synchronous_commit", "?")))
+          % (version, pg.get("fsync", "?"), pg.get("synchronous_commit", "?")))
     print("%-22s | %-23s | %-23s | %10s | %13s | %7s" % (
         "store", "ingest", "ingest with one relay", "deliv/s in", "deliv/s after", "pending"))
     print("-" * 110)

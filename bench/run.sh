@@ -374,7 +374,7 @@ pg_start() {
 	done
 	pgpass=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
 	pgsql postgres -c "CREATE ROLE bench LOGIN PASSWORD '$pgpass'" || die "CREATE ROLE failed"
-	echo "info-pg version=$(pgsql postgres -c 'SHOW server_version' | cut -d' ' -f1)" \
+	echo "info-pg version=$(pgsql postgres -c 'SHOW server_version_num')" \
 		"fsync=$(pgsql postgres -c 'SHOW fsync')" \
 		"synchronous_commit=$(pgsql postgres -c 'SHOW synchronous_commit')" >>"$tmp/results"
 }
