@@ -13,7 +13,7 @@ The results file has one record a line: a tag, then key=value words, e.g.
   deliveries run=sqlite done=N during=N window_s=F drain_s=F pending=N
   log run=relayd-c100 lines=N
   info seconds=10 body=521 cpus=2
-  info-pg version=150020 fsync=on synchronous_commit=on
+  info-pg version=150020 fsync=on synchronous_commit=on    (server_version_num)
 Runs of several nodes at once have one wrk record per node, as server=RUN-NODE.
 Nothing here fails on a target: they are printed next to the measured values."""
 

@@ -182,7 +182,9 @@ $store
 [log]
 level = warning
 EOF
-	[ "${3:--}" = - ] || printf '[relay:sink]\nurl = http://127.0.0.1:%s/\n' "$3" >>"$1/relayd.conf"
+	[ "${3:--}" = - ] ||
+		printf '[relay:sink]\nurl = http://127.0.0.1:%s/\n' "$3" >>"$1/relayd.conf"
+	chmod 600 "$1/relayd.conf" # the PostgreSQL password; the temp dir is 0711 for postgres
 }
 
 start_relayd() { # NAME DIR PORT
