@@ -394,6 +394,17 @@ pg_nodes() {
 		relayd_conf "$tmp/$run-$n" "$p" "$sink" "$run" "$n"
 		start_relayd "$run-$n" "$tmp/$run-$n" "$p"
 		nodeports="$nodeports $n:$p" nodepids="$nodepids $n:$pid"
+		healthy "$p" || die "$run-$n: /healthz is not 200 after 10 s"
+	done
+}
+
+# healthy PORT: waits up to 10 s for the daemon's /healthz to answer 200 (its store reached).
+healthy() {
+	i=0
+	until curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$1/healthz"; do
+		[ "$i" -lt 20 ] || return 1
+		sleep 0.5
+		i=$((i + 1))
 	done
 }
 
