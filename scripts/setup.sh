@@ -12,7 +12,8 @@
 #                           tests included) into _build/deb, copy the .deb to the top and run
 #                           lintian on it; fails on any lintian error or warning
 #   scripts/setup.sh bench  deps plus wrk, nginx and webhook, then sh bench/run.sh (builds
-#                           in _build/bench with -O2; BENCH_SECONDS per wrk run, default 10)
+#                           in _build/bench with -O2; BENCH_SECONDS per wrk run, default 10;
+#                           its PostgreSQL runs use the postgresql of PACKAGES)
 set -eu
 
 PACKAGES="build-essential autoconf automake libtool pkg-config python3 sqlite3 curl
