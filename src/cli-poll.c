@@ -29,7 +29,8 @@ cli_poll_stored(void *arg, const struct webhook_event *ev)
 	    ev->message_id != NULL ? ev->message_id : "-", ev->duplicate ? " (duplicate)" : "");
 }
 
-/* The store is opened (created when missing) like the daemon's, beside a running daemon. */
+/* The store is opened (created when missing) like the daemon's, beside a running daemon:
+ * the SQLite file or the shared PostgreSQL store the config names. */
 static int
 cli_poll_once(struct cli *c)
 {
@@ -37,7 +38,7 @@ cli_poll_once(struct cli *c)
 	char why[512], *cause = NULL;
 	int rc;
 
-	if ((c->st = store_open(c->cfg->store_path, c->cfg->synchronous_full, &cause)) == NULL) {
+	if ((c->st = cli_store_open(c->cfg, &cause)) == NULL) {
 		cli_warn("cannot open the store %s", cause);
 		free(cause);
 		return EX_CANTCREAT;

@@ -81,16 +81,23 @@ cli_open(struct cli *c)
 		cli_warn("cannot open the store %s: %s", c->cfg->store_path, strerror(errno));
 		return EX_NOINPUT;
 	}
-	if ((c->st = store_open_for(&(struct store_target){ .path = c->cfg->store_path,
-					.url = c->cfg->store_url,
-					.node = c->cfg->node,
-					.synchronous_full = c->cfg->synchronous_full },
-		 0, &cause)) == NULL) {
+	if ((c->st = cli_store_open(c->cfg, &cause)) == NULL) {
 		cli_warn("cannot open the store %s", cause);
 		free(cause);
 		return EX_NOINPUT;
 	}
 	return EX_OK;
+}
+
+struct store *
+cli_store_open(const struct config *cfg, char **cause)
+{
+	const struct store_target t = { .path = cfg->store_path,
+		.url = cfg->store_url,
+		.node = cfg->node,
+		.synchronous_full = cfg->synchronous_full };
+
+	return store_open_for(&t, 0, cause);
 }
 
 int

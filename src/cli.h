@@ -63,6 +63,8 @@ int cli_option_end(const struct cli *, int ch, char **argv);
 int cli_bad_usage(const struct cli *, const char *what, const char *arg);
 long long cli_number(const char *);
 int cli_open(struct cli *);
+/* The store the config names (SQLite file or PostgreSQL), created or migrated if needed. */
+struct store *cli_store_open(const struct config *, char **cause);
 int cli_store_error(struct cli *, const char *what);
 
 /* cli-print.c */

@@ -36,11 +36,7 @@ cli_provision(const struct config *cfg, int dry_run)
 
 	if (!dry_run && cfg->provision != 0 &&
 	    (cfg->store_url != NULL || stat(cfg->store_path, &sb) == 0) &&
-	    (st = store_open_for(&(struct store_target){ .path = cfg->store_path,
-				     .url = cfg->store_url,
-				     .node = cfg->node,
-				     .synchronous_full = cfg->synchronous_full },
-		 0, &cause)) == NULL) {
+	    (st = cli_store_open(cfg, &cause)) == NULL) {
 		cli_warn("cannot open the store %s: results not recorded", cause);
 		free(cause);
 	}

@@ -690,8 +690,6 @@ outbox_ready_start(
 {
 	while (free_slots > 0 && rs->next < rs->n) {
 		struct store_delivery *d = &rs->ds[rs->next++];
-		if (outbox_claimed(ob, d->id))
-			continue; /* a job holds it: in flight, or its outcome not yet committed */
 		relay_ctl_started(ob->ctl, rl, outbox_mono_ms());
 		outbox_start(ob, rl, d);
 		free_slots--;
@@ -707,6 +705,25 @@ outbox_fetch_work(void *handle, void *arg)
 
 	f->n = store_due(handle, f->rs->relay, f->now, f->limit, f->claim_ms, &f->ds);
 	return f->n == -1 ? -1 : 0;
+}
+
+/*
+ * The rows a job holds are dropped from what the fetch found: they are in flight or their
+ * outcome is being recorded, and once it is, the copy in hand would be stale (a row in
+ * hand is started later without another look at the store).
+ */
+static void
+outbox_ready_drop_held(struct outbox *ob, struct outbox_ready *rs)
+{
+	int i, n = 0;
+
+	for (i = 0; i < rs->n; i++) {
+		if (outbox_claimed(ob, rs->ds[i].id))
+			store_deliveries_free_one(&rs->ds[i]);
+		else
+			rs->ds[n++] = rs->ds[i];
+	}
+	rs->n = n;
 }
 
 /* The fetch's rows replace those in hand (it found them too, fresher); as many start as
@@ -731,6 +748,7 @@ outbox_fetch_done(int result, const char *err, void *arg)
 	rs->n = f->n;
 	rs->at = outbox_mono_ms();
 	free(f);
+	outbox_ready_drop_held(ob, rs);
 	rl = config_relay_find(TAILQ_FIRST(&ob->gens)->cfg, rs->relay);
 	if (ob->stopping || rl == NULL || relay_ctl_paused(ob->ctl, rl->name)) {
 		outbox_ready_clear(rs);

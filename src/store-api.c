@@ -3,6 +3,7 @@
  * plus what does not depend on one (the writer's transaction primitives, freeing due
  * deliveries, opening the store a config names). */
 #include <stdlib.h>
+#include <string.h>
 
 #include "store-backend.h"
 #include "store-internal.h"
@@ -227,18 +228,24 @@ store_provision_error(struct store *st, const char *kind, const char *rule_name,
 }
 
 void
+store_deliveries_free_one(struct store_delivery *d)
+{
+	free(d->relay);
+	free(d->kind);
+	free(d->format);
+	free(d->received_at);
+	free(d->payload);
+	free(d->next_attempt_at);
+	memset(d, 0, sizeof(*d));
+}
+
+void
 store_deliveries_free(struct store_delivery *d, size_t n)
 {
 	size_t i;
 
-	for (i = 0; d != NULL && i < n; i++) {
-		free(d[i].relay);
-		free(d[i].kind);
-		free(d[i].format);
-		free(d[i].received_at);
-		free(d[i].payload);
-		free(d[i].next_attempt_at);
-	}
+	for (i = 0; d != NULL && i < n; i++)
+		store_deliveries_free_one(&d[i]);
 	free(d);
 }
 

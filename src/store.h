@@ -98,6 +98,8 @@ struct store_delivery {
 int store_due(struct store *, const char *relay, const char *now, size_t limit, int64_t claim_ms,
     struct store_delivery **out);
 void store_deliveries_free(struct store_delivery *, size_t n);
+/* Frees one delivery's strings (not the delivery itself) and zeroes it. */
+void store_deliveries_free_one(struct store_delivery *);
 /*
  * Records one attempt of D: attempts + 1 and the new state; NULL texts are stored as
  * NULL. Only while the row is as the attempt found it (pending, same next_attempt_at):
