@@ -71,7 +71,7 @@ poller_item_time(const struct webhook_event *ev, long long *t)
 }
 
 long long
-poller_date_before(const struct webhook_event *evs, size_t n, long long fetched_at)
+poller_date_before(const struct webhook_event *evs, size_t n, long long fetched_at, int truncated)
 {
 	long long newest = -1, t;
 	size_t i;
@@ -82,6 +82,8 @@ poller_date_before(const struct webhook_event *evs, size_t n, long long fetched_
 	}
 	if (newest < 0)
 		return -1;
+	if (truncated)
+		newest--; /* unread items of the newest second may lie past what was read */
 	return newest + 1 < fetched_at ? newest + 1 : fetched_at;
 }
 

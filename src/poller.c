@@ -131,9 +131,10 @@ poller_mark_more(struct poller_kind *k)
 
 /* Receipts: one PUT with date_before; nothing when no committed item has a timestamp. */
 static void
-poller_mark_date(struct poller_kind *k, const struct webhook_event *evs, size_t n, long long at)
+poller_mark_date(
+    struct poller_kind *k, const struct webhook_event *evs, size_t n, long long at, int truncated)
 {
-	long long before = poller_date_before(evs, n, at);
+	long long before = poller_date_before(evs, n, at, truncated);
 	char *body;
 
 	if (before < 0) {
@@ -155,6 +156,7 @@ static void
 poller_committed(struct poller_kind *k, struct webhook_event *evs, size_t n, long long at)
 {
 	struct poller *p = k->p;
+	int truncated = k->more;
 	size_t i;
 
 	for (i = 0; i < n; i++) {
@@ -168,11 +170,15 @@ poller_committed(struct poller_kind *k, struct webhook_event *evs, size_t n, lon
 		    evs[i].duplicate ? " (duplicate)" : "");
 	}
 	metrics_poll_items(k->kind->id, n);
+	for (i = 0; k->more && i < n && evs[i].duplicate; i++)
+		;
+	if (k->more && i == n)
+		k->more = 0; /* a long list of one second, all seen: at the next interval */
 	k->stored += n;
 	k->state = PS_MARK;
 	k->mark_error[0] = '\0';
 	if (!poller_def(k)->by_id) {
-		poller_mark_date(k, evs, n, at);
+		poller_mark_date(k, evs, n, at, truncated);
 		return;
 	}
 	k->ids = xcalloc(n, sizeof(*k->ids));

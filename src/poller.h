@@ -78,9 +78,13 @@ int poller_item_time(const struct webhook_event *, long long *t);
  * The date_before for a receipts list after EVS committed: the newest item timestamp plus
  * one second (ClickSend marks items strictly before it), but never past FETCHED_AT, the
  * clock when the fetch began, so that an item arriving in the same second as the newest
- * is left unread. -1 when no item has a timestamp: nothing may be marked.
+ * is left unread. TRUNCATED (the list was longer than one fetch takes): the newest item's
+ * own second, so unread items of that second past the last page read stay unread (they
+ * come again, as duplicates at worst). -1 when no item has a timestamp: nothing may be
+ * marked.
  */
-long long poller_date_before(const struct webhook_event *evs, size_t n, long long fetched_at);
+long long poller_date_before(
+    const struct webhook_event *evs, size_t n, long long fetched_at, int truncated);
 /* "/sms/inbound-read/<message_id percent-encoded>". Caller frees. */
 char *poller_read_path(const struct webhook_poll *, const char *message_id);
 /* {"date_before": N}. Caller frees. */

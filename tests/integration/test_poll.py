@@ -406,8 +406,29 @@ def test_poll_once():
         tap.check_eq(rc, 64, "poll without --once: usage", out + err)
 
 
+def test_truncated_list():
+    """More receipts in one second than one fetch takes (50 pages of 100): those read are
+    stored and marked, those past the last page stay unread at ClickSend."""
+    with FakeClickSend(USER, KEY) as fake:
+        d = Daemon(tap, start=False, sections={"clicksend": clicksend(fake, poll="sms.receipt")})
+        t = int(time.time()) - 120
+        fake.add_poll_items("/sms/receipts", 5030, timestamp=t)
+        rc, out, err = tool(d.conf_path, "poll", "--once", timeout=120)
+        stored = d.sql_value("SELECT count(*) FROM events WHERE kind = 'sms.receipt'")
+        unread = {i["message_id"] for i in fake.poll_items("/sms/receipts", unread=True)}
+        read = {i["message_id"] for i in fake.poll_items("/sms/receipts")} - unread
+        ids = {r["message_id"] for r in d.sql(
+            "SELECT message_id FROM events WHERE kind = 'sms.receipt'")}
+        tap.ok(rc == 0 and stored == 5000, "a list of 5030: the 5000 read are stored",
+               ["exit %s, stored %s" % (rc, stored), out[-300:], err[-300:]])
+        tap.ok(read <= ids and len(unread) >= 30,
+               "no receipt is marked read that was not stored; those past the last page "
+               "stay unread", "%d read, %d of them not stored; %d unread" % (
+                   len(read), len(read - ids), len(unread)))
+
+
 for t in (test_config_errors, test_fetch_store_mark, test_arrival_between_fetch_and_mark,
           test_pushed_and_polled, test_uncommitted_never_marked, test_errors,
-          test_provision_poll_rules, test_poll_once):
+          test_provision_poll_rules, test_poll_once, test_truncated_list):
     tap.run(t)
 tap.done()

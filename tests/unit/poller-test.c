@@ -91,11 +91,12 @@ START_TEST(test_date_before)
 	ck_assert_int_eq(poller_item_time(&evs[3], &t), -1);
 	ck_assert_int_eq(poller_item_time(&evs[4], &t), -1);
 	/* newest + 1, unless the fetch began earlier than that */
-	ck_assert_int_eq(poller_date_before(evs, n, 2000), 1011);
-	ck_assert_int_eq(poller_date_before(evs, n, 1010), 1010);
-	ck_assert_int_eq(poller_date_before(evs, 1, 2000), 1001);
-	ck_assert_int_eq(poller_date_before(evs + 3, 2, 2000), -1); /* no timestamps: none */
-	ck_assert_int_eq(poller_date_before(evs, 0, 2000), -1);
+	ck_assert_int_eq(poller_date_before(evs, n, 2000, 0), 1011);
+	ck_assert_int_eq(poller_date_before(evs, n, 2000, 1), 1010); /* truncated */
+	ck_assert_int_eq(poller_date_before(evs, n, 1010, 0), 1010);
+	ck_assert_int_eq(poller_date_before(evs, 1, 2000, 0), 1001);
+	ck_assert_int_eq(poller_date_before(evs + 3, 2, 2000, 0), -1); /* no timestamps: none */
+	ck_assert_int_eq(poller_date_before(evs, 0, 2000, 0), -1);
 	webhook_events_free(evs, n);
 }
 END_TEST
