@@ -16,6 +16,7 @@
 
 #include "config-internal.h"
 #include "log.h"
+#include "store.h"
 #include "webhook.h"
 #include "xmalloc.h"
 
@@ -264,6 +265,9 @@ conf_store_url(const struct conf_key *k, const char *v, void *base, char *msg, s
 		    "url: not a PostgreSQL connection string (postgresql://... or key=value ...)");
 	if (strlen(v) > CONF_STORE_URL_MAX)
 		return conf_why(msg, msglen, "url: longer than %d bytes", CONF_STORE_URL_MAX);
+	if (store_pg_url_check(v) == -1)
+		return conf_why(msg, msglen,
+		    "url: libpq cannot parse it (check the host, port, percent-encoding and quoting)");
 	conf_set_string(base, k, v);
 	return NULL;
 }

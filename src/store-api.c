@@ -256,6 +256,12 @@ store_event_seen(struct store *st, const char *kind, const char *message_id)
 }
 
 int
+store_retryable(struct store *st)
+{
+	return st->be->retryable != NULL && st->be->retryable(st);
+}
+
+int
 store_refresh(struct store *st)
 {
 	return st->be->refresh != NULL ? st->be->refresh(st) : 0;
@@ -337,6 +343,12 @@ store_op_errmsg(void *h)
 	return store_errmsg(h);
 }
 
+static int
+store_op_retryable(void *h)
+{
+	return store_retryable(h);
+}
+
 const struct store_writer_ops store_write_ops = {
 	.begin = store_op_begin,
 	.commit = store_op_commit,
@@ -345,4 +357,5 @@ const struct store_writer_ops store_write_ops = {
 	.release = store_op_release,
 	.rollback_savepoint = store_op_rollback_savepoint,
 	.errmsg = store_op_errmsg,
+	.retryable = store_op_retryable,
 };

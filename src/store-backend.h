@@ -72,6 +72,8 @@ struct store_backend {
 	int (*admin_delivery_create)(struct store *, int64_t, const char *relay, const char *now);
 	int (*admin_relay_last)(struct store *, const char *, store_admin_delivery_cb, void *);
 
+	/* Optional: the last failure may pass when run again (store_retryable). */
+	int (*retryable)(struct store *);
 	/* Optional. Writer thread: brings the loop's snapshot up to date. 0 or -1. */
 	int (*refresh)(struct store *);
 	/* Optional (absent: always 1). Writer thread: takes or keeps the store-wide lock

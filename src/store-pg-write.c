@@ -24,8 +24,37 @@ static const char *pg_delivery_insert_sql =
     "blocked) VALUES ($1, $2, 'pending', 0, $3, $4, CASE WHEN $4::text IS NOT NULL AND "
     "EXISTS (SELECT 1 FROM deliveries WHERE relay = $2 AND order_key = $4 AND "
     "state = 'pending') THEN 1 ELSE 0 END) ON CONFLICT (event_id, relay) DO NOTHING";
-/* Two nodes inserting into one conversation at once: the second waits for the first. */
+/* Two nodes inserting into one conversation of an ordered relay at once: the second waits
+ * for the first to commit. Taken before the event row, so event ids (taken at insert)
+ * follow commit order within a conversation, and "an earlier delivery is pending" sees
+ * every earlier one. */
 static const char *pg_order_lock_sql = "SELECT pg_advisory_xact_lock(hashtext($1 || ' ' || $2))";
+
+/* The conversation of an event: its sender (inbound) or message_id (receipts); NULL when
+ * it has none, and such events never wait. */
+static const char *
+pg_order_key(const struct webhook_event *ev)
+{
+	const char *key = ev->kind->receipt ? ev->message_id : ev->from;
+
+	return key != NULL && *key != '\0' ? key : NULL;
+}
+
+static int
+pg_order_lock(struct store *st, const struct webhook_event *ev)
+{
+	const char *key = pg_order_key(ev);
+	size_t i;
+
+	for (i = 0; key != NULL && i < ev->nrelays; i++) {
+		const char *p[2] = { ev->relays[i], key };
+
+		if (ev->relay_ordered != NULL && ev->relay_ordered[i] &&
+		    store_pg_run(st, pg_order_lock_sql, 1, 2, p) == -1)
+			return -1;
+	}
+	return 0;
+}
 
 static int
 pg_event_duplicate(struct store *st, struct webhook_event *ev)
@@ -47,19 +76,15 @@ pg_event_duplicate(struct store *st, struct webhook_event *ev)
 static int
 pg_deliveries_insert(struct store *st, const struct webhook_event *ev)
 {
-	const char *key = ev->kind->receipt ? ev->message_id : ev->from;
+	const char *key = pg_order_key(ev);
 	char id[24];
 	size_t i;
 
-	if (key != NULL && *key == '\0')
-		key = NULL;
 	snprintf(id, sizeof(id), "%" PRId64, ev->id);
 	for (i = 0; i < ev->nrelays; i++) {
 		int ordered = ev->relay_ordered != NULL && ev->relay_ordered[i] && key != NULL;
 		const char *p[4] = { id, ev->relays[i], ev->received_at, ordered ? key : NULL };
 
-		if (ordered && store_pg_run(st, pg_order_lock_sql, 1, 2, p + 1) == -1)
-			return -1;
 		if (store_pg_run(st, pg_delivery_insert_sql, 1, 4, p) == -1)
 			return -1;
 	}
@@ -81,7 +106,8 @@ store_pg_event_insert(struct store *st, struct webhook_event *ev)
 	p[5] = ev->from, p[6] = ev->to, p[7] = ev->body, p[8] = ev->status_code;
 	p[9] = ev->status_text, p[10] = ev->custom_string, p[11] = ev->payload;
 	p[12] = ev->dedupe_key;
-	if ((r = store_pg_query(st, pg_event_insert_sql, 1, 13, p)) == NULL)
+	if (pg_order_lock(st, ev) == -1 ||
+	    (r = store_pg_query(st, pg_event_insert_sql, 1, 13, p)) == NULL)
 		return -1;
 	if ((inserted = store_pg_nrows(r) > 0))
 		ev->id = store_pg_num(r, 0, 0);

@@ -44,6 +44,7 @@ struct pg_conn {
 	int64_t retry_at, backoff_ms; /* monotonic ms: no connection attempt before */
 	char down[256];		      /* why the last connection attempt failed */
 	int statement_ms;	      /* 0: wait as long as the server takes */
+	char sqlstate[6];	      /* of the last statement that failed */
 };
 
 struct store_pg_rows {
@@ -117,6 +118,18 @@ pg_credential_password(void)
 	buf[n] = '\0';
 	buf[strcspn(buf, "\r\n")] = '\0';
 	return buf[0] != '\0' ? xstrdup(buf) : NULL;
+}
+
+int
+store_pg_url_check(const char *url)
+{
+	char *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(url, &err);
+
+	/* libpq's message quotes the text it could not parse, password and all: dropped */
+	PQfreemem(err);
+	PQconninfoFree(opts);
+	return opts != NULL ? 0 : -1;
 }
 
 /* The password written in the URL itself, to scrub it from libpq's messages. */
@@ -298,6 +311,24 @@ pg_prepared(struct store *st, const char *sql, int n, char name[16])
 	return name;
 }
 
+static void
+pg_keep_sqlstate(struct pg_conn *c, const PGresult *r)
+{
+	const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+
+	snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", code != NULL ? code : "");
+}
+
+/* 40P01 deadlock_detected, 40001 serialization_failure: another node's transaction won. */
+static int
+pg_retryable(struct store *st)
+{
+	struct pg_conn *c = st->pg->conn;
+
+	return c != NULL && c->pg != NULL &&
+	    (strcmp(c->sqlstate, "40P01") == 0 || strcmp(c->sqlstate, "40001") == 0);
+}
+
 struct store_pg_rows *
 store_pg_query(struct store *st, const char *sql, int prepare, int n, const char *const *params)
 {
@@ -315,6 +346,7 @@ store_pg_query(struct store *st, const char *sql, int prepare, int n, const char
 	if (prepare && (name = pg_prepared(st, sql, n, buf)) != NULL && *name == '\0')
 		return NULL;
 	st->err[0] = '\0';
+	c->sqlstate[0] = '\0';
 	r = pg_result(st,
 	    name != NULL ? PQsendQueryPrepared(c->pg, name, n, params, NULL, NULL, 0) :
 			   PQsendQueryParams(c->pg, sql, n, NULL, params, NULL, NULL, 0));
@@ -322,6 +354,7 @@ store_pg_query(struct store *st, const char *sql, int prepare, int n, const char
 		return NULL;
 	s = PQresultStatus(r);
 	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+		pg_keep_sqlstate(c, r);
 		store_pg_error(st, "%s", PQresultErrorMessage(r));
 		PQclear(r);
 		return NULL;
@@ -674,6 +707,7 @@ static const struct store_backend store_pg_backend = {
 	.admin_requeue_dead = store_pg_admin_requeue_dead,
 	.admin_delivery_create = store_pg_admin_delivery_create,
 	.admin_relay_last = store_pg_admin_relay_last,
+	.retryable = pg_retryable,
 	.refresh = store_pg_refresh,
 	.leader = pg_leader,
 };

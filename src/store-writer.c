@@ -17,6 +17,8 @@
 #include "store-writer.h"
 #include "xmalloc.h"
 
+#define WRITER_ITEM_TRIES 3 /* runs of one item that failed on a retryable conflict */
+
 struct writer_item {
 	store_work_fn work;
 	store_done_fn done;
@@ -79,16 +81,26 @@ writer_fail_all(struct writer_list *batch, int result, const char *err)
 	}
 }
 
-/* One item inside its own savepoint. */
+/* One item inside its own savepoint. An item that failed on a conflict the backend
+ * says may pass when run again (another node's transaction in a deadlock with this one)
+ * is rolled back to its savepoint and run again, up to WRITER_ITEM_TRIES times. */
 static void
 writer_run_item(struct store_writer *w, struct writer_item *it)
 {
+	int tries = 0;
+
+again:
 	if (w->ops->savepoint(w->handle) == -1) {
 		it->result = STORE_WRITER_FAILED;
 		it->err = writer_err(w);
 		return;
 	}
 	if (it->work(w->handle, it->arg) == -1) {
+		if (++tries < WRITER_ITEM_TRIES && w->ops->retryable != NULL &&
+		    w->ops->retryable(w->handle)) {
+			w->ops->rollback_savepoint(w->handle);
+			goto again;
+		}
 		it->result = STORE_WRITER_FAILED;
 		it->err = writer_err(w);
 		w->ops->rollback_savepoint(w->handle);
@@ -222,8 +234,8 @@ writer_event_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 struct store_writer *
-store_writer_new(struct event_base *base, const struct store_writer_ops *ops, void *handle,
-    size_t max_batch)
+store_writer_new(
+    struct event_base *base, const struct store_writer_ops *ops, void *handle, size_t max_batch)
 {
 	struct store_writer *w = xcalloc(1, sizeof(*w));
 

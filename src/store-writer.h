@@ -43,11 +43,15 @@ struct store_writer_ops {
 	int (*release)(void *handle);
 	void (*rollback_savepoint)(void *handle);
 	const char *(*errmsg)(void *handle);
+	/* Optional: 1 when the last failure may pass if the item runs again (PostgreSQL's
+	 * deadlock with another node, a serialization failure); the item is then rolled back
+	 * to its savepoint and run again, at most three times in all. */
+	int (*retryable)(void *handle);
 };
 
 /* Results handed to done(). */
-#define STORE_WRITER_OK 0	  /* committed */
-#define STORE_WRITER_FAILED (-1) /* this item failed; its savepoint was rolled back */
+#define STORE_WRITER_OK	     0	  /* committed */
+#define STORE_WRITER_FAILED  (-1) /* this item failed; its savepoint was rolled back */
 #define STORE_WRITER_ABORTED (-2) /* the batch's begin or commit failed: nothing stored */
 
 /* Writer thread, inside the batch's transaction: 0, or -1 to roll this item back. */

@@ -35,6 +35,9 @@ struct store *store_open_reader(struct store *writer, char **cause);
 /* 1 when nodes share the store (PostgreSQL): the daemon refreshes the loop's snapshot
  * and runs provisioning, polling and retention only while it is the leader. */
 int store_shared(const struct store *);
+/* 0 when libpq can parse the connection string, else -1 (no reason: libpq's would quote
+ * the string, password included). */
+int store_pg_url_check(const char *url);
 /* "sqlite" or "postgresql". */
 const char *store_backend_name(const struct store *);
 
@@ -69,6 +72,10 @@ int store_event_insert(struct store *, struct webhook_event *);
 /* Whether an event of KIND with that message_id is stored (any node's, in a shared
  * store): 1, 0, or -1. */
 int store_event_seen(struct store *, const char *kind, const char *message_id);
+
+/* 1 when the last failure was a conflict with another node's transaction that may pass
+ * when the work runs again (PostgreSQL deadlock or serialization failure). */
+int store_retryable(struct store *);
 
 /* The last error text of the store connection. */
 const char *store_errmsg(struct store *);

@@ -656,10 +656,32 @@ def test_store_failure():
         d.close()
 
 
+@sqlite_only("writes its own configs: the SQLite run covers it")
+def test_store_url_errors():
+    """[store] url and node are checked when the config is read (exit 78, FILE:LINE),
+    and a URL libpq cannot parse is refused without quoting it: its password stays out."""
+    tmp = tap.mkdtemp()
+    cases = (("url = postgresql://csr:Sec%zzretQQ@127.0.0.1:5432/csr\n", "url: libpq cannot parse it"),
+             ("url = postgresql://csr:SecretQQ@[::1/csr\n", "url: libpq cannot parse it"),
+             ("url = mysql://csr:SecretQQ@db/csr\n", "url: not a PostgreSQL connection string"),
+             ("node = Web_1\n", 'node: "Web_1" is not a node name'),
+             ("path = %s\nurl = postgresql://db/csr\n" % os.path.join(tmp, "x.db"),
+              "url: the store is either a file (path) or PostgreSQL (url), not both"))
+    for body, want in cases:
+        conf = write_conf(tmp, "[store]\n" + body)
+        rc, out, err = relayd(["-t", "-c", conf], want)
+        line = 3 if "path =" in body else 2
+        tap.ok(rc == 78 and names_line(err, conf, line) and want in err and
+               "SecretQQ" not in out + err and "zzretQQ" not in out + err,
+               "[store] %s: exit 78 at line %d, no password echoed" % (body.split("\n")[0], line),
+               ["exit %r" % rc, "stderr %r" % err[-800:]])
+
+
 def main():
     tap.run(test_command_line)
     tap.run(test_config_errors)
     tap.run(test_config_cannot_work)
+    tap.run(test_store_url_errors)
     tap.run(test_valid_configs)
     tap.run(test_store_errors)
     tap.run(test_listen_busy)

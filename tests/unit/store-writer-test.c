@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: ISC */
 /* Unit tests for store-writer.c against a fake backend that records its transaction
  * calls: submissions made while a batch runs share the next COMMIT, completions arrive
- * on the loop in order, a failing item is rolled back alone, a failed commit fails the
+ * on the loop in order, a failing item is rolled back alone (a retryable conflict runs
+ * again), a failed commit fails the
  * whole batch, and drain waits for everything. */
 #include <check.h>
 #include <pthread.h>
@@ -20,6 +21,8 @@ struct fake {
 	int gate_closed, in_gate;
 	int begins, commits, rollbacks, savepoints, releases, sp_rollbacks;
 	int fail_commit;
+	int conflicts; /* items fail with a retryable conflict this many times */
+	int last_conflict;
 	char log[512];
 };
 
@@ -67,6 +70,12 @@ fake_errmsg(void *h)
 	return ((struct fake *)h)->fail_commit ? "disk I/O error" : "item refused";
 }
 
+static int
+fake_retryable(void *h)
+{
+	return ((struct fake *)h)->last_conflict;
+}
+
 static const struct store_writer_ops fake_ops = {
 	.begin = fake_begin,
 	.commit = fake_commit,
@@ -75,6 +84,7 @@ static const struct store_writer_ops fake_ops = {
 	.release = fake_release,
 	.rollback_savepoint = fake_rollback_sp,
 	.errmsg = fake_errmsg,
+	.retryable = fake_retryable,
 };
 
 static struct fake F;
@@ -111,6 +121,12 @@ item_work(void *h, void *arg)
 		pthread_mutex_unlock(&f->mu);
 	}
 	snprintf(f->log + n, sizeof(f->log) - n, "%d,", it->id);
+	f->last_conflict = 0;
+	if (f->conflicts > 0) {
+		f->conflicts--;
+		f->last_conflict = 1;
+		return -1;
+	}
 	return it->fail ? -1 : 0;
 }
 
@@ -256,6 +272,35 @@ START_TEST(failing_item_alone)
 }
 END_TEST
 
+/* A conflict that may pass (a deadlock with another node) is rolled back to the item's
+ * savepoint and run again, at most three runs in all; then the item fails alone. */
+START_TEST(conflict_runs_again)
+{
+	struct event_base *base = event_base_new();
+	struct store_writer *w;
+	struct item items[2];
+
+	fake_reset();
+	memset(items, 0, sizeof(items));
+	items[0].id = 1;
+	items[1].id = 2;
+	w = store_writer_new(base, &fake_ops, &F, 100);
+	F.conflicts = 2;
+	store_writer_submit(w, item_work, item_done, &items[0]);
+	loop_until(base, 1);
+	ck_assert_int_eq(items[0].result, STORE_WRITER_OK);
+	ck_assert_str_eq(F.log, "1,1,1,");
+	ck_assert_int_eq(F.sp_rollbacks, 2);
+	F.conflicts = 5;
+	store_writer_submit(w, item_work, item_done, &items[1]);
+	loop_until(base, 2);
+	ck_assert_int_eq(items[1].result, STORE_WRITER_FAILED);
+	ck_assert_str_eq(F.log, "1,1,1,2,2,2,");
+	store_writer_free(w);
+	event_base_free(base);
+}
+END_TEST
+
 START_TEST(failed_commit_fails_batch)
 {
 	struct event_base *base = event_base_new();
@@ -312,6 +357,7 @@ store_writer_suite(void)
 	tcase_add_test(tc, batches_share_commit);
 	tcase_add_test(tc, max_batch_bounds_a_batch);
 	tcase_add_test(tc, failing_item_alone);
+	tcase_add_test(tc, conflict_runs_again);
 	tcase_add_test(tc, failed_commit_fails_batch);
 	tcase_add_test(tc, drain_runs_completions);
 	suite_add_tcase(s, tc);
