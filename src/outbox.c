@@ -622,6 +622,7 @@ struct outbox_ready {
 	int64_t at;		   /* monotonic ms of the fetch */
 	int fetching;		   /* a fetch is with the writer */
 	int again;		   /* a slot freed meanwhile: run once more after it */
+	int failing;		   /* the last fetch failed (logged once until one works) */
 	TAILQ_ENTRY(outbox_ready) entry;
 };
 
@@ -739,10 +740,17 @@ outbox_fetch_done(int result, const char *err, void *arg)
 
 	rs->fetching = 0;
 	if (result != STORE_WRITER_OK) {
-		log_ctx(LOG_ERR, 0, rs->relay, "outbox: cannot read due deliveries: %s", err);
+		if (!rs->failing)
+			log_ctx(LOG_ERR, 0, rs->relay,
+			    "outbox: cannot read due deliveries: %s (trying again each second)",
+			    err);
+		rs->failing = 1;
 		free(f);
 		return;
 	}
+	if (rs->failing)
+		log_ctx(LOG_INFO, 0, rs->relay, "outbox: due deliveries read again");
+	rs->failing = 0;
 	outbox_ready_clear(rs);
 	rs->ds = f->ds;
 	rs->n = f->n;

@@ -289,7 +289,7 @@ struct store *
 store_open_for(const struct store_target *t, int daemon, char **cause)
 {
 	if (t->url != NULL && t->url[0] != '\0')
-		return store_pg_open(t->url, t->node, cause);
+		return store_pg_open(t->url, t->node, daemon, cause);
 	return daemon ? store_open_daemon(t->path, t->synchronous_full, cause) :
 			store_open(t->path, t->synchronous_full, cause);
 }

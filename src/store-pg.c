@@ -38,6 +38,7 @@ struct pg_conn {
 	char *url;
 	char *password; /* from the credential, or parsed from the URL to scrub errors */
 	int pass_param; /* the credential's: given to libpq as the password parameter */
+	int migrated;	/* the schema is checked (a daemon may start before the server) */
 	const char *prepared[PG_PREPARED_MAX]; /* statement texts, by name "s<index>" */
 	int nprepared;
 	int leader;		      /* this session holds the advisory lock */
@@ -167,7 +168,7 @@ pg_connect(struct store *st)
 	int n = 0;
 
 	snprintf(app, sizeof(app), "clicksend-relayd %s", st->pg->node);
-	keys[n] = "connect_timeout", vals[n++] = "5";
+	keys[n] = "connect_timeout", vals[n++] = "3";
 	/* a server that vanished (no RST) fails the statement in seconds, not minutes */
 	keys[n] = "keepalives_idle", vals[n++] = "5";
 	keys[n] = "keepalives_interval", vals[n++] = "2";
@@ -188,7 +189,10 @@ pg_connect(struct store *st)
 	return 0;
 }
 
-/* A live connection, reconnecting at most once per back-off step. */
+static int pg_migrate(struct store *);
+
+/* A live connection, reconnecting at most once per back-off step; the schema is applied
+ * on the first connection of a daemon that started while the server was away. */
 static int
 pg_ready(struct store *st)
 {
@@ -204,13 +208,15 @@ pg_ready(struct store *st)
 		store_pg_error(st, "%s", c->down[0] ? c->down : "PostgreSQL unreachable");
 		return -1;
 	}
-	if (pg_connect(st) == 0) {
+	if (pg_connect(st) == 0 && (c->migrated || pg_migrate(st) == 0)) {
 		if (c->backoff_ms > 0)
 			log_info("store: reconnected to PostgreSQL");
+		c->migrated = 1;
 		c->backoff_ms = 0;
 		c->retry_at = 0;
 		return 0;
 	}
+	pg_disconnect(c);
 	snprintf(c->down, sizeof(c->down), "%s", st->err);
 	if (c->backoff_ms == 0)
 		log_warnx("store: %s; reconnecting with back-off", st->err);
@@ -429,10 +435,18 @@ pg_begin(struct store *st)
 	return store_pg_run(st, "BEGIN", 1, 0, NULL) == -1 ? -1 : 0;
 }
 
+/* A COMMIT of a transaction that failed answers "ROLLBACK": that is no commit. */
 static int
 pg_commit(struct store *st)
 {
-	return store_pg_run(st, "COMMIT", 1, 0, NULL) == -1 ? -1 : 0;
+	struct store_pg_rows *r = store_pg_query(st, "COMMIT", 1, 0, NULL);
+	int ok = r != NULL && strcmp(PQcmdStatus(r->res), "COMMIT") == 0;
+
+	if (r != NULL && !ok)
+		store_pg_error(st, "the transaction was rolled back (COMMIT answered %s)",
+		    PQcmdStatus(r->res));
+	store_pg_rows_free(r);
+	return ok ? 0 : -1;
 }
 
 static void
@@ -608,7 +622,7 @@ pg_store_new(const char *node)
 }
 
 struct store *
-store_pg_open(const char *url, const char *node, char **cause)
+store_pg_open(const char *url, const char *node, int lazy, char **cause)
 {
 	struct store *st = pg_store_new(node);
 	struct pg_conn *c = xcalloc(1, sizeof(*c));
@@ -619,7 +633,14 @@ store_pg_open(const char *url, const char *node, char **cause)
 	    (c->password = pg_credential_password()) != NULL)
 		c->pass_param = 1;
 	st->path = xstrdup("postgresql");
-	if (pg_connect(st) == -1) {
+	if (pg_connect(st) == -1 && lazy) {
+		log_warnx("store: %s; starting anyway: webhooks get 503 until it answers", st->err);
+		snprintf(c->down, sizeof(c->down), "%s", st->err);
+		c->backoff_ms = PG_BACKOFF_MIN_MS;
+		c->retry_at = pg_mono_ms() + c->backoff_ms;
+		return st;
+	}
+	if (c->pg == NULL) {
 		xasprintf(cause, "%s", st->err);
 		store_close(st);
 		errno = ECONNREFUSED;
@@ -631,6 +652,7 @@ store_pg_open(const char *url, const char *node, char **cause)
 		errno = 0;
 		return NULL;
 	}
+	c->migrated = 1;
 	return st;
 }
 

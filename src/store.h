@@ -23,11 +23,13 @@ struct store_target {
 	int synchronous_full;
 };
 /* Opens (creating and migrating) the store the target names; daemon: the SQLite store
- * takes its one-daemon lock (store_open_daemon). NULL with a reason in cause. */
+ * takes its one-daemon lock (store_open_daemon), and a PostgreSQL server that cannot be
+ * reached yet is connected to later (store_pg_open lazy). NULL with a reason in cause. */
 struct store *store_open_for(const struct store_target *, int daemon, char **cause);
 /* The PostgreSQL store: connects, applies or migrates the schema. The cause never holds
- * the password. */
-struct store *store_pg_open(const char *url, const char *node, char **cause);
+ * the password. lazy (the daemon): a server that cannot be reached yet is not an error;
+ * the handle connects (and migrates) later, with back-off, and fails writes until then. */
+struct store *store_pg_open(const char *url, const char *node, int lazy, char **cause);
 /* The daemon loop's handle beside the writer's (which the writer thread owns): a second
  * SQLite connection for reads, or for PostgreSQL a view answering from the snapshot that
  * store_refresh keeps, so the loop never waits on the network. */

@@ -461,8 +461,9 @@ class Daemon:
         self.env = dict(env or {})           # added to daemon_env() for this daemon
         self.owner_test = _current_test_function()
         # CSR_STORE=postgresql: a database of its own unless the test chose a store
-        self.pgdb = None
-        self.node = None
+        # (a subclass may have set its own: test_postgres.PgDaemon)
+        self.pgdb = getattr(self, "pgdb", None)
+        self.node = getattr(self, "node", None)
         if store_backend() == "postgresql" and not ({"path", "url"} & set(self.store)):
             self.pgdb = pgstore.new_store(tap, self.name)
             self.node = pgstore.node_name(self.name)

@@ -3,8 +3,10 @@
 """The PostgreSQL schema's migrations: a database at schema version 1 (sql/postgresql/
 schema.sql alone, as an early node left it) with events and deliveries in it is upgraded in
 place by clicksend-relayd -t to the current version: rows kept, the new columns and indexes
-there, a pending delivery delivered by a node afterwards, a second -t a no-op; and a
-database newer than the program is refused without a change."""
+there, a pending delivery delivered by a node afterwards, a second -t a no-op; a
+database newer than the program is refused without a change; and a daemon started while
+PostgreSQL is down runs (503, /healthz 503), then applies the schema and stores once the
+server answers, without a restart."""
 
 import json
 import os
@@ -160,18 +162,52 @@ def test_newer_refused():
                           "table_name = 'relays'"), "0", "no migration ran on it")
 
 
+def test_start_without_server(sink):
+    db = PG.new_database("later")
+    PG.stop()
+    try:
+        conf = check_conf(db, tap.mkdtemp())
+        rc, out, err = run_relayd(["-t", "-c", conf], timeout=60)
+        tap.ok(rc == 69, "-t with PostgreSQL down: exit 69 (exit %d)" % rc, err)
+        d = Daemon(tap, name="early", store={"path": None, "url": db.uri, "node": "early"},
+                   sections={"relay:sink": {"url": sink.url()}})
+        r, h = d.healthz()
+        tap.ok(r.status == 503 and h and h.get("store") != "ok",
+               "the daemon starts with PostgreSQL down; /healthz 503 with the reason", r.body)
+        r = d.request("POST", "/clicksend/sms/inbound", "message_id=early-1&body=x",
+                      {"Content-Type": "application/x-www-form-urlencoded"})
+        tap.ok(r.status == 503 and r.header("Retry-After"),
+               "a webhook meanwhile: 503 with Retry-After (%d)" % r.status)
+    finally:
+        PG.start()
+    ok = wait_for(lambda: d.healthz()[0].status == 200, 20)
+    tap.ok(ok, "once PostgreSQL answers, /healthz is 200 without a restart", d.log()[-1500:])
+    tap.check_eq(db.value("SELECT max(version) FROM store_schema"), str(CURRENT),
+                 "the schema was applied on the first connection")
+    r = d.request("POST", "/clicksend/sms/inbound", "message_id=early-2&body=x",
+                  {"Content-Type": "application/x-www-form-urlencoded"})
+    tap.ok(r.status == 200 and db.value("SELECT count(*) FROM events WHERE message_id = "
+                                        "'early-2'") == "1", "and webhooks are stored")
+    ok = wait_for(lambda: db.value("SELECT evt FROM (SELECT 'evt_' || id AS evt FROM events "
+                                   "WHERE message_id = 'early-2') q") in sink.ids, 10)
+    tap.ok(ok, "and relayed", sink.ids)
+    d.close()
+
+
 def main():
     global PG
     reason = pgserver.skip_reason()
     if reason:
         tap.skip("upgrade", reason)
         tap.skip("newer refused", reason)
+        tap.skip("start without the server", reason)
         tap.done()
     PG = pgserver.PgServer(tap=tap)
     PG.start()
     sink = Sink()
     tap.run(test_upgrade, sink)
     tap.run(test_newer_refused)
+    tap.run(test_start_without_server, sink)
     sink.server.shutdown()
     tap.done()
 
