@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: ISC */
-/* The outbox scheduler. It asks the store for due deliveries of each relay, keeps at
+/* The outbox scheduler. It asks for due deliveries of each relay (outbox-fetch.c), keeps at
  * most `concurrency` attempts in flight per relay, hands each to the URL or script
  * relay, and records the outcome on the row through the store writer. An attempt frees
  * its slot when it ends; its job stays, holding the outcome and keeping the row from
@@ -19,6 +19,7 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "outbox-internal.h"
 #include "outbox.h"
 #include "relay-ctl.h"
 #include "relay.h"
@@ -29,10 +30,7 @@
 #define OUTBOX_TIMER_MAX_MS	   1500 /* past that, the daemon's 1 s tick is soon enough */
 #define OUTBOX_RECORD_RETRY_MS	   1000 /* a failed record is tried again after 1, 2, 4 ... */
 #define OUTBOX_RECORD_RETRY_MAX_MS 30000
-#define OUTBOX_PAUSED_READ_MS	   1000	 /* the relays table is read this often */
-#define OUTBOX_CLAIM_EXTRA_MS	   30000 /* a claim lasts the relay's timeout and this */
-#define OUTBOX_PREFETCH		   32	 /* due rows fetched beyond the free slots */
-#define OUTBOX_READY_MAX_MS	   5000	 /* rows in hand are dropped after this */
+#define OUTBOX_PAUSED_READ_MS	   1000 /* the relays table is read this often */
 
 /* A config and the number of attempts started under it. */
 struct outbox_gen {
@@ -60,29 +58,8 @@ struct outbox_job {
 	TAILQ_ENTRY(outbox_job) entry;
 };
 
-struct outbox {
-	struct event_base *base;
-	struct store *store; /* reads */
-	struct store_writer *writer;
-	struct relay_http *http;
-	struct relay_exec *exec;
-	struct event *wake_ev;
-	struct event *due_ev;  /* the next retry falling due between ticks */
-	struct event *rate_ev; /* a relay held back by its rate may start again */
-	struct relay_ctl *ctl;
-	int64_t paused_read_at;	       /* monotonic ms; 0 never */
-	int paused_reading;	       /* a read of the relays table is with the writer */
-	int64_t due_at;		       /* monotonic ms due_ev fires at, when pending */
-	TAILQ_HEAD(, outbox_gen) gens; /* first is the current config */
-	TAILQ_HEAD(, outbox_job) jobs;
-	TAILQ_HEAD(, outbox_ready) readies; /* per relay: due rows in hand */
-	int njobs;
-	int stopping;
-};
-
 static void outbox_run_cb(evutil_socket_t, short, void *);
 static void outbox_arm_at(struct outbox *, const char *due);
-static void outbox_readies_clear(struct outbox *);
 
 struct outbox *
 outbox_new(struct event_base *base, struct store *st, struct store_writer *w, struct config *cfg)
@@ -236,6 +213,12 @@ outbox_set_config(struct outbox *ob, struct config *cfg)
 	}
 	ob->paused_read_at = 0;
 	outbox_wake(ob);
+}
+
+const struct config *
+outbox_config(const struct outbox *ob)
+{
+	return TAILQ_FIRST(&ob->gens)->cfg;
 }
 
 void
@@ -400,7 +383,7 @@ outbox_record_done(int result, const char *err, void *arg)
 	outbox_job_end(j);
 }
 
-static int64_t
+int64_t
 outbox_mono_ms(void)
 {
 	struct timespec ts;
@@ -464,7 +447,7 @@ outbox_prepare(struct outbox_job *j, const struct config_relay *rl)
 	return relay_job_init(&j->job, rl, &row);
 }
 
-static void
+void
 outbox_start(struct outbox *ob, const struct config_relay *rl, struct store_delivery *d)
 {
 	struct outbox_job *j = xcalloc(1, sizeof(*j));
@@ -494,7 +477,7 @@ outbox_start(struct outbox *ob, const struct config_relay *rl, struct store_deli
 
 /* Jobs of RELAY: attempts in flight (holding a slot), and all of them (with those whose
  * outcome is still being recorded). */
-static void
+void
 outbox_relay_jobs(const struct outbox *ob, const char *relay, int *attempting, int *all)
 {
 	const struct outbox_job *j;
@@ -509,7 +492,7 @@ outbox_relay_jobs(const struct outbox *ob, const char *relay, int *attempting, i
 }
 
 /* Whether a job holds that delivery: in flight, or its outcome not yet committed. */
-static int
+int
 outbox_claimed(const struct outbox *ob, int64_t delivery_id)
 {
 	const struct outbox_job *j;
@@ -522,7 +505,7 @@ outbox_claimed(const struct outbox *ob, int64_t delivery_id)
 }
 
 /* Slots left under the relay's rate; when none, a timer for when one frees. */
-static int
+int
 outbox_rate_slots(struct outbox *ob, const struct config_relay *rl, int free_slots)
 {
 	int64_t wait = 0;
@@ -608,211 +591,6 @@ outbox_read_paused(struct outbox *ob)
 }
 
 /*
- * Due deliveries of one relay in hand: the last fetch's rows not started yet. A slot that
- * frees takes the next row at once instead of waiting for a fetch, and a fetch for more
- * goes out while rows are still in hand, so under load the relay's slots stay busy though
- * each fetch waits its turn in the writer. Rows are kept a few seconds at most (a shared
- * store's claim outlives that by far) and dropped when the relay is paused or the config
- * changes.
- */
-struct outbox_ready {
-	char *relay;
-	struct store_delivery *ds; /* rows started are zeroed (their strings moved to a job) */
-	int n, next;		   /* rows, and the first not yet looked at */
-	int64_t at;		   /* monotonic ms of the fetch */
-	int fetching;		   /* a fetch is with the writer */
-	int again;		   /* a slot freed meanwhile: run once more after it */
-	int failing;		   /* the last fetch failed (logged once until one works) */
-	TAILQ_ENTRY(outbox_ready) entry;
-};
-
-/* A read of one relay's due deliveries through the writer (a claim, in a shared store):
- * it runs after every record submitted before it, so a row whose outcome is being
- * recorded is either still held by its job or already updated. One per relay at a time. */
-struct outbox_fetch {
-	struct outbox_ready *rs;
-	struct outbox *ob;
-	char now[32];
-	size_t limit;
-	int64_t claim_ms;
-	struct store_delivery *ds;
-	int n;
-};
-
-static void
-outbox_ready_clear(struct outbox_ready *rs)
-{
-	store_deliveries_free(rs->ds, (size_t)rs->n);
-	rs->ds = NULL;
-	rs->n = rs->next = 0;
-}
-
-static struct outbox_ready *
-outbox_ready_get(struct outbox *ob, const char *relay)
-{
-	struct outbox_ready *rs;
-
-	TAILQ_FOREACH(rs, &ob->readies, entry) {
-		if (strcmp(rs->relay, relay) == 0)
-			return rs;
-	}
-	rs = xcalloc(1, sizeof(*rs));
-	rs->relay = xstrdup(relay);
-	TAILQ_INSERT_TAIL(&ob->readies, rs, entry);
-	return rs;
-}
-
-static void
-outbox_readies_clear(struct outbox *ob)
-{
-	struct outbox_ready *rs;
-
-	TAILQ_FOREACH(rs, &ob->readies, entry)
-		outbox_ready_clear(rs);
-}
-
-/* Free slots of a relay now: its concurrency less the attempts in flight, under its rate.
- * all gets every job of the relay (those still recording too). */
-static int
-outbox_free_slots(struct outbox *ob, const struct config_relay *rl, int *all)
-{
-	int attempting, free_slots;
-
-	outbox_relay_jobs(ob, rl->name, &attempting, all);
-	if ((free_slots = (int)rl->concurrency - attempting) <= 0)
-		return 0;
-	return outbox_rate_slots(ob, rl, free_slots);
-}
-
-/* Starts rows in hand, up to free_slots; the slots still free. */
-static int
-outbox_ready_start(
-    struct outbox *ob, const struct config_relay *rl, struct outbox_ready *rs, int free_slots)
-{
-	while (free_slots > 0 && rs->next < rs->n) {
-		struct store_delivery *d = &rs->ds[rs->next++];
-		relay_ctl_started(ob->ctl, rl, outbox_mono_ms());
-		outbox_start(ob, rl, d);
-		free_slots--;
-	}
-	return free_slots;
-}
-
-/* Writer thread. */
-static int
-outbox_fetch_work(void *handle, void *arg)
-{
-	struct outbox_fetch *f = arg;
-
-	f->n = store_due(handle, f->rs->relay, f->now, f->limit, f->claim_ms, &f->ds);
-	return f->n == -1 ? -1 : 0;
-}
-
-/*
- * The rows a job holds are dropped from what the fetch found: they are in flight or their
- * outcome is being recorded, and once it is, the copy in hand would be stale (a row in
- * hand is started later without another look at the store).
- */
-static void
-outbox_ready_drop_held(struct outbox *ob, struct outbox_ready *rs)
-{
-	int i, n = 0;
-
-	for (i = 0; i < rs->n; i++) {
-		if (outbox_claimed(ob, rs->ds[i].id))
-			store_deliveries_free_one(&rs->ds[i]);
-		else
-			rs->ds[n++] = rs->ds[i];
-	}
-	rs->n = n;
-}
-
-/* The fetch's rows replace those in hand (it found them too, fresher); as many start as
- * slots are free now. */
-static void
-outbox_fetch_done(int result, const char *err, void *arg)
-{
-	struct outbox_fetch *f = arg;
-	struct outbox *ob = f->ob;
-	struct outbox_ready *rs = f->rs;
-	const struct config_relay *rl;
-	int all;
-
-	rs->fetching = 0;
-	if (result != STORE_WRITER_OK) {
-		if (!rs->failing)
-			log_ctx(LOG_ERR, 0, rs->relay,
-			    "outbox: cannot read due deliveries: %s (trying again each second)",
-			    err);
-		rs->failing = 1;
-		free(f);
-		return;
-	}
-	if (rs->failing)
-		log_ctx(LOG_INFO, 0, rs->relay, "outbox: due deliveries read again");
-	rs->failing = 0;
-	outbox_ready_clear(rs);
-	rs->ds = f->ds;
-	rs->n = f->n;
-	rs->at = outbox_mono_ms();
-	free(f);
-	outbox_ready_drop_held(ob, rs);
-	rl = config_relay_find(TAILQ_FIRST(&ob->gens)->cfg, rs->relay);
-	if (ob->stopping || rl == NULL || relay_ctl_paused(ob->ctl, rl->name)) {
-		outbox_ready_clear(rs);
-		return;
-	}
-	(void)outbox_ready_start(ob, rl, rs, outbox_free_slots(ob, rl, &all));
-	if (rs->again) {
-		rs->again = 0;
-		outbox_wake(ob);
-	}
-}
-
-static void
-outbox_fetch(struct outbox *ob, const struct config_relay *rl, struct outbox_ready *rs,
-    const char *now, size_t limit)
-{
-	struct outbox_fetch *f = xcalloc(1, sizeof(*f));
-
-	f->rs = rs;
-	f->ob = ob;
-	snprintf(f->now, sizeof(f->now), "%s", now);
-	f->limit = limit;
-	f->claim_ms = (int64_t)rl->timeout_ms + OUTBOX_CLAIM_EXTRA_MS;
-	rs->fetching = 1;
-	store_writer_submit(ob->writer, outbox_fetch_work, outbox_fetch_done, f);
-}
-
-/* Starts due deliveries of one relay from the rows in hand, and fetches more when few are
- * left. The query returns the rows of the relay's jobs and those in hand first (they are
- * still pending and due), so it asks for that many more than it wants. */
-static void
-outbox_run_relay(struct outbox *ob, const struct config_relay *rl, const char *now)
-{
-	struct outbox_ready *rs = outbox_ready_get(ob, rl->name);
-	int all, free_slots, left;
-
-	if (relay_ctl_paused(ob->ctl, rl->name)) {
-		outbox_ready_clear(rs);
-		return;
-	}
-	if (rs->n > 0 && outbox_mono_ms() - rs->at > OUTBOX_READY_MAX_MS)
-		outbox_ready_clear(rs);
-	free_slots = outbox_free_slots(ob, rl, &all);
-	if (free_slots > 0)
-		free_slots = outbox_ready_start(ob, rl, rs, free_slots);
-	left = rs->n - rs->next;
-	if (rs->fetching) {
-		rs->again |= free_slots > 0;
-		return;
-	}
-	if (free_slots <= 0 && left >= OUTBOX_PREFETCH / 2)
-		return;
-	outbox_fetch(ob, rl, rs, now, (size_t)(free_slots + all + left + OUTBOX_PREFETCH));
-}
-
-/*
  * The periodic tick wakes the outbox every second; a retry due sooner than that gets a
  * timer of its own, so retry_schedule steps are kept to the millisecond. Rows already
  * due are woken by the end of an attempt (a freed slot) or the tick.
@@ -865,7 +643,6 @@ outbox_run_cb(evutil_socket_t fd, short what, void *arg)
 void
 outbox_free(struct outbox *ob)
 {
-	struct outbox_ready *rs;
 	struct outbox_job *j;
 	struct outbox_gen *g;
 
@@ -882,12 +659,7 @@ outbox_free(struct outbox *ob)
 		config_free(g->cfg);
 		free(g);
 	}
-	while ((rs = TAILQ_FIRST(&ob->readies)) != NULL) {
-		TAILQ_REMOVE(&ob->readies, rs, entry);
-		outbox_ready_clear(rs);
-		free(rs->relay);
-		free(rs);
-	}
+	outbox_readies_free(ob);
 	event_free(ob->wake_ev);
 	event_free(ob->due_ev);
 	event_free(ob->rate_ev);
