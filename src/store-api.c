@@ -279,11 +279,6 @@ store_shared(const struct store *st)
 	return st->be->leader != NULL;
 }
 
-const char *
-store_backend_name(const struct store *st)
-{
-	return st->be->name;
-}
 
 struct store *
 store_open_for(const struct store_target *t, int daemon, char **cause)

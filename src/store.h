@@ -40,8 +40,6 @@ int store_shared(const struct store *);
 /* 0 when libpq can parse the connection string, else -1 (no reason: libpq's would quote
  * the string, password included). */
 int store_pg_url_check(const char *url);
-/* "sqlite" or "postgresql". */
-const char *store_backend_name(const struct store *);
 
 /* Open (creating and migrating) the SQLite store. NULL with a reason in cause on failure. */
 struct store *store_open(const char *path, int synchronous_full, char **cause);
