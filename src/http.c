@@ -349,6 +349,7 @@ http_metrics(struct http_ctx *c)
 {
 	const struct config *cfg = c->http->cfg;
 	struct metrics_relay_gauge *g = xcalloc(cfg->nrelays + 1, sizeof(*g));
+	struct metrics_store st;
 	size_t i, n = 0;
 	char *doc;
 
@@ -358,7 +359,8 @@ http_metrics(struct http_ctx *c)
 			c->http->store, g[n].relay, &g[n].pending, &g[n].dead, &g[n].paused) == 0)
 			n++;
 	}
-	doc = metrics_render(g, n);
+	ingest_writer_totals(c->http->ingest, &st.batches, &st.items, &st.commits_failed);
+	doc = metrics_render(g, n, &st);
 	http_reply_doc(c, 200, "text/plain; version=0.0.4; charset=utf-8", doc);
 	free(doc);
 	free(g);

@@ -127,3 +127,15 @@ ingest_health(struct ingest *in, char *err, size_t errlen)
 	}
 	return 0;
 }
+
+void
+ingest_writer_totals(struct ingest *in, unsigned long long *batches, unsigned long long *items,
+    unsigned long long *failed)
+{
+	struct store_writer_stats st;
+
+	store_writer_get_stats(in->writer, &st);
+	*batches = st.batches;
+	*items = st.items;
+	*failed = st.commits_failed;
+}

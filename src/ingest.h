@@ -24,5 +24,8 @@ void ingest_set_commit_hook(struct ingest *, void (*hook)(void *), void *arg);
 /* 0 when the store commits, else -1 with the reason: the last commit failed (disk full,
  * locked by another process) or the writer has been waiting too long. Never waits. */
 int ingest_health(struct ingest *, char *err, size_t errlen);
+/* The writer's totals so far (transactions, the items they held, failed commits). */
+void ingest_writer_totals(struct ingest *, unsigned long long *batches,
+    unsigned long long *items, unsigned long long *failed);
 
 #endif

@@ -292,8 +292,26 @@ metrics_render_poll(struct metrics_out *o)
 	    "1 when the kind's last poll of the ClickSend API succeeded.", m.poll_ok);
 }
 
+static void
+metrics_render_store(struct metrics_out *o, const struct metrics_store *st)
+{
+	metrics_printf(o,
+	    "# HELP clicksend_relay_store_batches_total Store writer transactions "
+	    "(committed or failed).\n# TYPE clicksend_relay_store_batches_total counter\n"
+	    "clicksend_relay_store_batches_total %llu\n"
+	    "# HELP clicksend_relay_store_batch_items_total Writes the store writer's "
+	    "transactions held (requests, outcomes, reads).\n"
+	    "# TYPE clicksend_relay_store_batch_items_total counter\n"
+	    "clicksend_relay_store_batch_items_total %llu\n"
+	    "# HELP clicksend_relay_store_commit_failures_total Store writer transactions "
+	    "that failed to begin or commit.\n"
+	    "# TYPE clicksend_relay_store_commit_failures_total counter\n"
+	    "clicksend_relay_store_commit_failures_total %llu\n",
+	    st->batches, st->items, st->commits_failed);
+}
+
 char *
-metrics_render(const struct metrics_relay_gauge *g, size_t n)
+metrics_render(const struct metrics_relay_gauge *g, size_t n, const struct metrics_store *store)
 {
 	struct metrics_out o = { xmalloc(4096), 0, 4096 };
 
@@ -307,5 +325,7 @@ metrics_render(const struct metrics_relay_gauge *g, size_t n)
 	metrics_render_kind_gauge(&o, "clicksend_relay_selftest_ok",
 	    "1 when the kind's test receipt arrived.", m.selftest_ok);
 	metrics_render_poll(&o);
+	if (store != NULL)
+		metrics_render_store(&o, store);
 	return o.buf;
 }

@@ -25,8 +25,13 @@ struct metrics_relay_gauge {
 	long long pending, dead;
 	int paused;
 };
+/* The store writer's totals: transactions committed or failed, and the items they held. */
+struct metrics_store {
+	unsigned long long batches, items, commits_failed;
+};
 /* Prometheus text; caller frees. */
-char *metrics_render(const struct metrics_relay_gauge *, size_t n);
+char *metrics_render(
+    const struct metrics_relay_gauge *, size_t n, const struct metrics_store *store);
 void metrics_reset(void);
 
 #endif

@@ -580,6 +580,13 @@ def test_healthz_metrics():
         cnt = metric(samples, "clicksend_relay_request_duration_seconds_count")
         tap.ok(inf is not None and inf == cnt and cnt >= 4,
                "request duration histogram: +Inf bucket equals count", "%r %r" % (inf, cnt))
+        batches = metric(samples, "clicksend_relay_store_batches_total")
+        items = metric(samples, "clicksend_relay_store_batch_items_total")
+        failed = metric(samples, "clicksend_relay_store_commit_failures_total")
+        tap.ok(batches is not None and batches >= 1 and items is not None and
+               items >= 3 and items >= batches and failed == 0,
+               "/metrics: the store writer's transactions, their items (the 3 webhooks at "
+               "least) and no failed commit", "%r %r %r" % (batches, items, failed))
     finally:
         d.close()
 
@@ -649,6 +656,10 @@ def test_store_failure():
                ["answer %r, rows %r" % (r, n)])
         r = d.get("/healthz")
         tap.check_eq(r.status, 200, "/healthz is 200 again after the store recovered")
+        samples, _ = parse_metrics(d.get("/metrics").body)
+        failed = metric(samples, "clicksend_relay_store_commit_failures_total")
+        tap.ok(failed is not None and failed >= 1,
+               "/metrics counts the store writer's failed transactions", "got %r" % failed)
     finally:
         if holder is not None:
             holder.kill()

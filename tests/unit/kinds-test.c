@@ -158,7 +158,7 @@ START_TEST(test_decode_and_metrics)
 			webhook_events_free(evs, (size_t)n);
 		}
 	}
-	doc = metrics_render(NULL, 0);
+	doc = metrics_render(NULL, 0, NULL);
 	for (i = 0; i < KIND_COUNT; i++) {
 		snprintf(want, sizeof(want),
 		    "clicksend_relay_events_received_total{kind=\"%s\",format=\"json\"} 1",
