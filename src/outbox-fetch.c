@@ -29,6 +29,8 @@ struct outbox_ready {
 	char *relay;
 	struct store_delivery *ds; /* rows started are zeroed (their strings moved to a job) */
 	int n, next;		   /* rows, and the first not yet looked at */
+	int started;		   /* rows started since the last fetch went out */
+	int want;		   /* rows that fetch asked for beyond the free slots */
 	int64_t at;		   /* monotonic ms of the fetch */
 	int fetching;		   /* a fetch is with the writer */
 	int again;		   /* a slot freed meanwhile: run once more after it */
@@ -68,6 +70,7 @@ outbox_ready_get(struct outbox *ob, const char *relay)
 	}
 	rs = xcalloc(1, sizeof(*rs));
 	rs->relay = xstrdup(relay);
+	rs->want = OUTBOX_PREFETCH;
 	TAILQ_INSERT_TAIL(&ob->readies, rs, entry);
 	return rs;
 }
@@ -103,6 +106,7 @@ outbox_ready_start(
 		struct store_delivery *d = &rs->ds[rs->next++];
 		relay_ctl_started(ob->ctl, rl, outbox_mono_ms());
 		outbox_start(ob, rl, d);
+		rs->started++;
 		free_slots--;
 	}
 	return free_slots;
@@ -194,6 +198,23 @@ outbox_fetch(struct outbox *ob, const struct config_relay *rl, struct outbox_rea
 	store_writer_submit(ob->writer, outbox_fetch_work, outbox_fetch_done, f);
 }
 
+/* Rows to ask for beyond the free slots: twice what the relay started since the last fetch
+ * went out, which is what one trip through the writer has to cover (long while the writer
+ * commits big ingest batches), within [OUTBOX_PREFETCH, OUTBOX_PREFETCH_MAX]. */
+static int
+outbox_want(struct outbox_ready *rs)
+{
+	int want = rs->started * 2;
+
+	if (want < OUTBOX_PREFETCH)
+		want = OUTBOX_PREFETCH;
+	if (want > OUTBOX_PREFETCH_MAX)
+		want = OUTBOX_PREFETCH_MAX;
+	rs->started = 0;
+	rs->want = want;
+	return want;
+}
+
 /* Starts due deliveries of one relay from the rows in hand, and fetches more when few are
  * left. The query returns the rows of the relay's jobs and those in hand first (they are
  * still pending and due), so it asks for that many more than it wants. */
@@ -217,9 +238,9 @@ outbox_run_relay(struct outbox *ob, const struct config_relay *rl, const char *n
 		rs->again |= free_slots > 0;
 		return;
 	}
-	if (free_slots <= 0 && left >= OUTBOX_PREFETCH / 2)
+	if (free_slots <= 0 && left >= rs->want / 2)
 		return;
-	outbox_fetch(ob, rl, rs, now, (size_t)(free_slots + all + left + OUTBOX_PREFETCH));
+	outbox_fetch(ob, rl, rs, now, (size_t)(free_slots + all + left + outbox_want(rs)));
 }
 
 void
