@@ -204,7 +204,7 @@ clicksend_page(const struct json_node *data, const struct json_node **rows, long
 		return 0;
 	}
 	if (!json_is_object(data))
-		return json_as_string(data) != NULL ? 0 : -1; /* true: nothing listed */
+		return json_is_bool(data) ? 0 : -1; /* true: nothing listed; a string is not a list */
 	v = json_get(data, "data");
 	if (json_is_array(v))
 		*rows = v;

@@ -346,6 +346,12 @@ json_is_null(const struct json_node *n)
 	return n != NULL && n->type == JSON_NULL;
 }
 
+int
+json_is_bool(const struct json_node *n)
+{
+	return n != NULL && n->type == JSON_BOOL;
+}
+
 /* Integer text, allowing surrounding blanks and integral decimals ("12", " 7 ", "3.0"). */
 static int
 json_text_int(const char *s, size_t len, long long *out)

@@ -83,6 +83,7 @@ const struct json_node *json_array_at(const struct json_node *, size_t);
 int json_is_object(const struct json_node *);
 int json_is_array(const struct json_node *);
 int json_is_null(const struct json_node *);
+int json_is_bool(const struct json_node *);
 /* Lenient readers: strings holding numbers count as numbers, true as 1. 0 ok, -1 no. */
 int json_as_int(const struct json_node *, long long *out);
 /* Strings as is, numbers as written, true/false; NULL otherwise. Points into the doc. */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clicksend.h"
 #include "json.h"
 #include "poller.h"
 #include "tap.h"
@@ -74,6 +75,43 @@ START_TEST(test_events)
 }
 END_TEST
 
+/* The shapes of a list answer's "data": a page object, an array, [], true or null list
+ * rows or nothing; anything else (a string, a number) is unreadable, not an empty list. */
+START_TEST(test_page_shapes)
+{
+	static const struct {
+		const char *text;
+		int rc;
+		size_t rows;
+	} cases[] = {
+		{ "{\"data\":{\"data\":[{\"a\":1},{\"a\":2}],\"current_page\":1,"
+		  "\"last_page\":1}}",
+		    0, 2 },
+		{ "{\"data\":[{\"a\":1}]}", 0, 1 },
+		{ "{\"data\":[]}", 0, 0 },
+		{ "{\"data\":true}", 0, 0 },
+		{ "{\"data\":null}", 0, 0 },
+		{ "{\"data\":{\"data\":null}}", 0, 0 },
+		{ "{\"data\":\"hello\"}", -1, 0 },
+		{ "{\"data\":5}", -1, 0 },
+		{ "{\"data\":{\"data\":\"hello\"}}", -1, 0 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct json_doc *doc = parse(cases[i].text);
+		const struct json_node *rows;
+		long long cur, last;
+		int rc = clicksend_page(json_get(json_doc_root(doc), "data"), &rows, &cur, &last);
+
+		ck_assert_msg(rc == cases[i].rc, "%s: %d", cases[i].text, rc);
+		ck_assert_msg(rc == -1 || json_array_len(rows) == cases[i].rows, "%s: %zu rows",
+		    cases[i].text, json_array_len(rows));
+		json_doc_free(doc);
+	}
+}
+END_TEST
+
 START_TEST(test_date_before)
 {
 	struct webhook_event *evs;
@@ -137,6 +175,7 @@ poller_suite(void)
 	TCase *tc = tcase_create("core");
 
 	tcase_add_test(tc, test_events);
+	tcase_add_test(tc, test_page_shapes);
 	tcase_add_test(tc, test_date_before);
 	tcase_add_test(tc, test_read_requests);
 	tcase_add_test(tc, test_backoff);
