@@ -9,8 +9,10 @@
 #                           without its unit tests); the last line is
 #                           "N passed, N failed[, N skipped]"
 #   scripts/setup.sh deb    deps plus debhelper and lintian, build the Debian package (unit
-#                           tests included) into _build/deb, copy the .deb to the top and run
-#                           lintian on it; fails on any lintian error or warning
+#                           tests included unless DEB_BUILD_OPTIONS says nocheck) into
+#                           _build/deb, copy the .deb to the top and run lintian on it; fails
+#                           on any lintian error or warning, or if the package lacks a file
+#                           SPEC section 13 names or its purge would leave the store
 #   scripts/setup.sh bench  deps plus wrk, nginx and webhook, then sh bench/run.sh (builds
 #                           in _build/bench with -O2; BENCH_SECONDS per wrk run, default 10;
 #                           its PostgreSQL runs use the postgresql of PACKAGES)
@@ -110,10 +112,63 @@ deb_version_ok() {
 	return 1
 }
 
+# deb_options OPTIONS: OPTIONS plus parallel=JOBS unless they say how parallel already.
+deb_options() {
+	case " $1 " in
+	*" parallel="*) echo "$1" ;;
+	*) echo "${1:+$1 }parallel=$jobs" ;;
+	esac
+}
+
+# The files SPEC section 13 promises, as dpkg-deb -c names them.
+DEB_FILES="./usr/sbin/clicksend-relayd ./usr/bin/clicksend-relay
+./etc/clicksend-relay/clicksend-relay.conf ./lib/systemd/system/clicksend-relayd.service
+./lib/systemd/system/clicksend-relayd.socket ./usr/share/clicksend-relay/schema.sql
+./usr/share/man/man8/clicksend-relayd.8.gz ./usr/share/man/man1/clicksend-relay.1.gz
+./usr/share/man/man5/clicksend-relay.conf.5.gz ./usr/share/doc/clicksend-relay/README.md.gz"
+
+# deb_contents_ok DEB: DEB_FILES are in it, the config is its conffile, and its postinst
+# neither enables nor starts a unit (debhelper's enable and start snippets are absent).
+deb_contents_ok() {
+	files=$(dpkg-deb -c "$1" | awk '{ print $6 }')
+	for f in $DEB_FILES; do
+		echo "$files" | grep -q -x -F "$f" || { echo "setup: $1 lacks $f" >&2; return 1; }
+	done
+	dpkg-deb --ctrl-tarfile "$1" | tar -xOf - ./conffiles |
+		grep -q -x -F /etc/clicksend-relay/clicksend-relay.conf ||
+		{ echo "setup: $1: the config is not a conffile" >&2; return 1; }
+	if dpkg-deb --ctrl-tarfile "$1" | tar -xOf - ./postinst |
+		grep -q -e 'was-enabled defaults to true' -e '_dh_action=start' \
+			-e 'deb-systemd-invoke start'; then
+		echo "setup: $1: its postinst enables or starts a unit" >&2
+		return 1
+	fi
+}
+
+# deb_purge_ok: debian/postrm purge, run on a scratch DPKG_ROOT laid out as systemd leaves it
+# (the state directory in /var/lib/private, a link to it, the two credentials), removes it all.
+deb_purge_ok() {
+	root=$(mktemp -d)
+	mkdir -p "$root/var/lib/private/clicksend-relay" "$root/etc/clicksend-relay"
+	: >"$root/var/lib/private/clicksend-relay/events.db"
+	ln -s private/clicksend-relay "$root/var/lib/clicksend-relay"
+	: >"$root/etc/clicksend-relay/api-key"
+	: >"$root/etc/clicksend-relay/store-password"
+	DPKG_ROOT=$root sh debian/postrm purge
+	left=$(cd "$root" && find var/lib/private/clicksend-relay var/lib/clicksend-relay \
+		etc/clicksend-relay/api-key etc/clicksend-relay/store-password 2>/dev/null || true)
+	rm -rf "$root"
+	[ -z "$left" ] && return 0
+	echo "setup: debian/postrm purge leaves:" >&2
+	echo "$left" >&2
+	return 1
+}
+
 # deb DEB_BUILD_OPTIONS: dpkg-buildpackage builds in the tree it is given and writes next to
 # it, so it gets a copy in _build/deb/clicksend-relay (the checkout and its out-of-tree builds
 # stay as they are); the .deb, .buildinfo and .changes land in _build/deb. Then lintian on
-# the .changes, which covers the .deb: any error or warning fails.
+# the .changes, which covers the .deb: any error or warning fails; then deb_contents_ok and
+# deb_purge_ok.
 deb() {
 	deb_version_ok || return 1
 	rm -rf _build/deb
@@ -122,8 +177,9 @@ deb() {
 		--exclude='./clicksend-relay[-_]*' . | tar -xf - -C _build/deb/clicksend-relay ||
 		return 1
 	(cd _build/deb/clicksend-relay &&
-		DEB_BUILD_OPTIONS="${1:+$1 }parallel=$jobs" dpkg-buildpackage -b -us -uc) || return 1
-	lintian --fail-on error,warning _build/deb/clicksend-relay_*.changes
+		DEB_BUILD_OPTIONS="$(deb_options "$1")" dpkg-buildpackage -b -us -uc) || return 1
+	lintian --fail-on error,warning _build/deb/clicksend-relay_*.changes || return 1
+	deb_contents_ok _build/deb/clicksend-relay_*_*.deb && deb_purge_ok
 }
 
 run_tests() {
@@ -181,7 +237,7 @@ test)
 	;;
 deb)
 	deps "$DEB_PACKAGES"
-	deb ""
+	deb "${DEB_BUILD_OPTIONS:-}"
 	rm -f clicksend-relay_*.deb
 	cp _build/deb/clicksend-relay_*.deb .
 	echo "setup: install it with: apt-get install ./$(ls clicksend-relay_*.deb)"
