@@ -136,6 +136,9 @@ def test_pause_resume():
         d.restart()
         time.sleep(3)
         tap.check_eq(mids(sink.requests("/a")), ["p-1"], "still paused after a restart")
+        rc, out, err = tool(d, "resume", "a", "--reason", "x")
+        tap.ok(rc == 64 and "--reason" in err, "resume takes no --reason: usage error naming it",
+               [rc, err])
         t0 = time.monotonic()
         rc, out, err = tool(d, "resume", "a")
         tap.check_eq(rc, 0, "resume a: exit 0", err)
