@@ -221,8 +221,9 @@ cli_set_paused(struct cli *c, int argc, char **argv, int paused)
 	char now[32];
 	int ch, rc;
 
-	while ((ch = cli_getopt(argc, argv, opts)) != -1) {
-		if (ch != 'r' || !paused)
+	/* resume takes no --reason: its table starts past it, so getopt names it unknown */
+	while ((ch = cli_getopt(argc, argv, paused ? opts : opts + 1)) != -1) {
+		if (ch != 'r')
 			return cli_option_end(c, ch, argv);
 		if (strlen(optarg) > CLI_REASON_MAX)
 			return cli_bad_usage(c, "--reason is too long", NULL);

@@ -569,8 +569,10 @@ outbox_paused_done(int result, const char *err, void *arg)
 	}
 	free(r->relay);
 	free(r);
-	if (result == STORE_WRITER_OK)
+	if (result == STORE_WRITER_OK) {
+		relay_ctl_paused_done(ob->ctl);
 		outbox_wake(ob); /* a resumed relay may start */
+	}
 }
 
 /* The relays table, at most once a second: pause and resume by the operator tool. */

@@ -16,7 +16,7 @@
 
 struct relay_ctl_one {
 	char *name;
-	int paused;
+	int paused, was_paused; /* was_paused: before the read that is replacing the set */
 	int64_t *starts; /* ring of the last `rate` start times */
 	unsigned cap, n, head;
 	unsigned fails;
@@ -74,8 +74,24 @@ relay_ctl_paused_clear(struct relay_ctl *c)
 {
 	struct relay_ctl_one *o;
 
-	TAILQ_FOREACH(o, &c->all, entry)
+	TAILQ_FOREACH(o, &c->all, entry) {
+		o->was_paused = o->paused;
 		o->paused = 0;
+	}
+}
+
+/* A resumed relay starts a new failure streak: the failures before its pause (and the
+ * time it spent paused) do not count towards pause_after again. */
+void
+relay_ctl_paused_done(struct relay_ctl *c)
+{
+	struct relay_ctl_one *o;
+
+	TAILQ_FOREACH(o, &c->all, entry) {
+		if (o->was_paused && !o->paused)
+			o->fails = 0;
+		o->was_paused = 0;
+	}
 }
 
 void

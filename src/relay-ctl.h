@@ -13,9 +13,11 @@ struct relay_ctl;
 struct relay_ctl *relay_ctl_new(void);
 void relay_ctl_free(struct relay_ctl *);
 
-/* The paused set, replaced whole: clear, then mark each paused relay. */
+/* The paused set, replaced whole: clear, then mark each paused relay, then done (a relay
+ * no longer paused starts a new failure streak). */
 void relay_ctl_paused_clear(struct relay_ctl *);
 void relay_ctl_paused_mark(struct relay_ctl *, const char *relay);
+void relay_ctl_paused_done(struct relay_ctl *);
 int relay_ctl_paused(struct relay_ctl *, const char *relay);
 
 /* How many attempts RELAY may start at NOW under its rate (UINT32_MAX without one); when

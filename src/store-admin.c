@@ -271,13 +271,27 @@ admin_change(struct store *st, const char *sql, const char *t1, const char *t2, 
 	return rc == -1 ? -1 : sqlite3_changes(st->db);
 }
 
+/* An ordered relay's conversation after rows of it went back to pending: only its
+ * earliest pending row may go, the others wait behind it (event id order). A later row
+ * that was the one going waits again; one in flight finishes. */
+#define ADMIN_REORDER                                                                        \
+	"UPDATE deliveries SET blocked = (id <> (SELECT min(p.id) FROM deliveries p WHERE "  \
+	"p.relay = deliveries.relay AND p.order_key = deliveries.order_key AND "             \
+	"p.state = 'pending')) WHERE state = 'pending' AND "
+
 int
 store_sqlite_admin_requeue(struct store *st, int64_t delivery_id, const char *now)
 {
 	static const char *sql = "UPDATE deliveries SET state = 'pending', next_attempt_at = ?1, "
 				 "attempts = 0, done_at = NULL WHERE id = ?3";
+	static const char *reorder = ADMIN_REORDER
+	    "relay = (SELECT relay FROM deliveries WHERE id = ?3) AND "
+	    "order_key = (SELECT order_key FROM deliveries WHERE id = ?3)";
+	int n = admin_change(st, sql, now, NULL, delivery_id);
 
-	return admin_change(st, sql, now, NULL, delivery_id);
+	if (n > 0 && admin_change(st, reorder, NULL, NULL, delivery_id) == -1)
+		return -1;
+	return n;
 }
 
 int
@@ -285,8 +299,12 @@ store_sqlite_admin_requeue_dead(struct store *st, const char *relay, const char 
 {
 	static const char *sql = "UPDATE deliveries SET state = 'pending', next_attempt_at = ?1, "
 				 "attempts = 0, done_at = NULL WHERE state = 'dead' AND relay = ?2";
+	static const char *reorder = ADMIN_REORDER "relay = ?2 AND order_key IS NOT NULL";
+	int n = admin_change(st, sql, now, relay, 0);
 
-	return admin_change(st, sql, now, relay, 0);
+	if (n > 0 && admin_change(st, reorder, NULL, relay, 0) == -1)
+		return -1;
+	return n;
 }
 
 int

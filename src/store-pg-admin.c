@@ -230,14 +230,31 @@ pg_change(struct store *st, const char *sql, const char *now, const char *text, 
 	return store_pg_run(st, sql, 0, text != NULL ? 3 : 2, p);
 }
 
+/* An ordered relay's conversation after rows of it went back to pending: only its
+ * earliest pending row may go, the others wait behind it (event id order). A later row
+ * that was the one going waits again; one in flight finishes. */
+#define PG_REORDER                                                                           \
+	"UPDATE deliveries SET blocked = CASE WHEN id = (SELECT min(p.id) FROM deliveries p "  \
+	"WHERE p.relay = deliveries.relay AND p.order_key = deliveries.order_key AND "         \
+	"p.state = 'pending') THEN 0 ELSE 1 END WHERE state = 'pending' AND "
+
 int
 store_pg_admin_requeue(struct store *st, int64_t delivery_id, const char *now)
 {
 	static const char *sql =
 	    "UPDATE deliveries SET state = 'pending', next_attempt_at = $1, attempts = 0, "
 	    "done_at = NULL, claimed_by = NULL, claim_until = NULL WHERE id = $2";
+	static const char *reorder = PG_REORDER
+	    "relay = (SELECT relay FROM deliveries WHERE id = $1) AND "
+	    "order_key = (SELECT order_key FROM deliveries WHERE id = $1)";
+	char num[24];
+	const char *p[1] = { num };
+	int n = pg_change(st, sql, now, NULL, delivery_id);
 
-	return pg_change(st, sql, now, NULL, delivery_id);
+	snprintf(num, sizeof(num), "%" PRId64, delivery_id);
+	if (n > 0 && store_pg_run(st, reorder, 0, 1, p) == -1)
+		return -1;
+	return n;
 }
 
 int
@@ -247,9 +264,13 @@ store_pg_admin_requeue_dead(struct store *st, const char *relay, const char *now
 	    "UPDATE deliveries SET state = 'pending', next_attempt_at = $1, attempts = 0, "
 	    "done_at = NULL, claimed_by = NULL, claim_until = NULL WHERE state = 'dead' AND "
 	    "relay = $2";
+	static const char *reorder = PG_REORDER "relay = $1 AND order_key IS NOT NULL";
 	const char *p[2] = { now, relay };
+	int n = store_pg_run(st, sql, 0, 2, p);
 
-	return store_pg_run(st, sql, 0, 2, p);
+	if (n > 0 && store_pg_run(st, reorder, 0, 1, p + 1) == -1)
+		return -1;
+	return n;
 }
 
 int

@@ -136,6 +136,9 @@ def test_pause_resume():
         d.restart()
         time.sleep(3)
         tap.check_eq(mids(sink.requests("/a")), ["p-1"], "still paused after a restart")
+        rc, out, err = tool(d, "resume", "a", "--reason", "x")
+        tap.ok(rc == 64 and "--reason" in err, "resume takes no --reason: usage error naming it",
+               [rc, err])
         t0 = time.monotonic()
         rc, out, err = tool(d, "resume", "a")
         tap.check_eq(rc, 0, "resume a: exit 0", err)
@@ -271,6 +274,61 @@ def test_ordered():
         sink.close()
 
 
+def answer_by_mid(sink, plan_by_mid):
+    """The sink answers each message id from its list in plan_by_mid in turn (then 200)."""
+    counts = {}
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        doc = json.loads(self.rfile.read(n) or b"{}")
+        mid = doc["data"].get("message_id")
+        with sink.lock:
+            i = counts.get(mid, 0)
+            counts[mid] = i + 1
+            seq = plan_by_mid.get(mid) or []
+            st = seq[i] if i < len(seq) else 200
+            sink.got.append((time.monotonic(), self.path, doc, st))
+        self.send_response(st)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    sink.server.RequestHandlerClass.do_POST = do_POST
+
+
+def test_ordered_retry_earlier():
+    """retry of an earlier, dead delivery of a conversation: it goes first again, and the
+    later one that had been released waits behind it (event id order, one at a time)."""
+    sink = Sink()
+    answer_by_mid(sink, {"K1": [410, 500, 200], "K2": [500, 200]})
+    d = Daemon(tap, name="orderretry", sections={"relay:o": {
+        "url": sink.url("/o"), "ordered": "yes", "retry_schedule": "2s 2s 2s",
+        "concurrency": "4"}})
+    try:
+        for m in ("K1", "K2", "K3"):
+            post(d, m, "+61400000044")
+        q = ("SELECT d.%s FROM deliveries d JOIN events e ON e.id = d.event_id "
+             "WHERE e.message_id = '%s'")
+        wait_for(lambda: d.sql_value(q % ("attempts", "K2")) == 1, 10)
+        k1 = d.sql_value(q % ("id", "K1"))
+        rc, out, err = tool(d, "retry", str(k1))
+        t_retry = time.monotonic()
+        tap.ok(rc == 0 and d.sql_value(q % ("blocked", "K2")) == 1 and
+               d.sql_value(q % ("blocked", "K1")) == 0,
+               "retry of the dead K1: K1 goes, K2 (released by K1's death) waits again",
+               [rc, err, d.sql("SELECT id, state, blocked, attempts FROM deliveries")])
+        done = wait_for(lambda: d.sql_value(
+            "SELECT count(*) FROM deliveries WHERE state = 'done'") == 3, 20)
+        seq = [(r[2]["data"].get("message_id"), r[0]) for r in sink.requests("/o")]
+        k1_ok = max(t for m, t in seq if m == "K1")
+        k2_after = [t for m, t in seq if m == "K2" and t > t_retry]
+        tap.ok(done and k2_after and min(k2_after) > k1_ok and
+               min(t for m, t in seq if m == "K3") > max(k2_after),
+               "K2 is attempted only after the retried K1 is done, then K3",
+               [m for m, t in seq])
+    finally:
+        d.close()
+        sink.close()
+
+
 def test_unordered_again():
     """A relay that is no longer ordered lets its waiting deliveries go."""
     sink = Sink()
@@ -351,6 +409,7 @@ tap.run(test_pause_resume)
 tap.run(test_pause_after)
 tap.run(test_rate)
 tap.run(test_ordered)
+tap.run(test_ordered_retry_earlier)
 tap.run(test_unordered_again)
 tap.run(test_orphans)
 tap.done()

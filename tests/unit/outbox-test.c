@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: ISC */
-/* Unit tests for the outbox's retry arithmetic and the relay routing rules. */
+/* Unit tests for the outbox's retry arithmetic, the relay routing rules and the relay
+ * controls (rate window, pause_after streak). */
 #include <check.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "config.h"
 #include "outbox.h"
+#include "relay-ctl.h"
 #include "route.h"
 #include "tap.h"
 
@@ -104,6 +107,60 @@ START_TEST(test_route_event_lists_relays)
 }
 END_TEST
 
+/* rate = 3/s: three starts fill the window; the fourth waits until the first leaves it. */
+START_TEST(test_rate_window)
+{
+	struct config_relay rl = { .name = (char *)"r", .rate = 3, .rate_window_ms = 1000 };
+	struct relay_ctl *c = relay_ctl_new();
+	int64_t wait;
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		ck_assert_uint_eq(relay_ctl_allowance(c, &rl, 100 + i * 10, &wait), 3 - i);
+		relay_ctl_started(c, &rl, 100 + i * 10);
+	}
+	ck_assert_uint_eq(relay_ctl_allowance(c, &rl, 500, &wait), 0);
+	ck_assert_int_eq(wait, 601); /* the first start (100) leaves the window after 1100 */
+	ck_assert_uint_eq(relay_ctl_allowance(c, &rl, 1100, &wait), 1);
+	relay_ctl_free(c);
+}
+END_TEST
+
+/* pause_after: three failures spanning it pause the relay; after a resume (the relays
+ * table read without it) the old streak no longer counts: one more failure is not
+ * enough, a new streak of pause_after is. */
+START_TEST(test_pause_after_streak)
+{
+	struct config_relay rl = { .name = (char *)"f", .pause_after_ms = 2000 };
+	struct relay_ctl *c = relay_ctl_new();
+	char since[32] = "";
+
+	ck_assert_int_eq(relay_ctl_outcome(c, &rl, 0, 0, "T0", since), 0);
+	ck_assert_int_eq(relay_ctl_outcome(c, &rl, 0, 1000, "T1", since), 0);
+	ck_assert_int_eq(relay_ctl_outcome(c, &rl, 0, 2500, "T2", since), 1);
+	ck_assert_str_eq(since, "T0");
+	ck_assert_int_eq(relay_ctl_paused(c, "f"), 1);
+	relay_ctl_paused_clear(c);
+	relay_ctl_paused_mark(c, "f"); /* still paused in the table */
+	relay_ctl_paused_done(c);
+	relay_ctl_paused_clear(c); /* resumed */
+	relay_ctl_paused_done(c);
+	ck_assert_int_eq(relay_ctl_paused(c, "f"), 0);
+	ck_assert_int_eq(relay_ctl_outcome(c, &rl, 0, 9000, "T9", since), 0);
+	ck_assert_int_eq(relay_ctl_outcome(c, &rl, 0, 10000, "T10", since), 0);
+	ck_assert_int_eq(relay_ctl_outcome(c, &rl, 0, 11000, "T11", since), 1);
+	ck_assert_str_eq(since, "T9");
+	/* a success ends a streak */
+	relay_ctl_paused_clear(c);
+	relay_ctl_paused_done(c);
+	ck_assert_int_eq(relay_ctl_outcome(c, &rl, 0, 20000, "T20", since), 0);
+	ck_assert_int_eq(relay_ctl_outcome(c, &rl, 1, 21000, "T21", since), 0);
+	ck_assert_int_eq(relay_ctl_outcome(c, &rl, 0, 30000, "T30", since), 0);
+	ck_assert_int_eq(relay_ctl_outcome(c, &rl, 0, 31000, "T31", since), 0);
+	relay_ctl_free(c);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -117,6 +174,8 @@ main(void)
 	tcase_add_test(tc, test_route_kinds_and_globs);
 	tcase_add_test(tc, test_route_missing_field_never_matches);
 	tcase_add_test(tc, test_route_event_lists_relays);
+	tcase_add_test(tc, test_rate_window);
+	tcase_add_test(tc, test_pause_after_streak);
 	suite_add_tcase(s, tc);
 	return tap_run(s);
 }

@@ -172,6 +172,39 @@ START_TEST(test_order_uses_key_index)
 }
 END_TEST
 
+/* The outbox asks for the next due time after every attempt: behind an ordered relay's
+ * backlog of blocked rows (due long ago, waiting for the head of their conversation) the
+ * answer is the head's retry time, found without walking the blocked rows. */
+START_TEST(test_next_due_skips_blocked_backlog)
+{
+	char *cause = NULL, due[32] = "";
+	struct store *st = store_open(path, 1, &cause);
+	sqlite3_stmt *s;
+	int i, steps;
+
+	ck_assert_ptr_nonnull(st);
+	ck_assert_int_eq(store_exec(st, "BEGIN"), 0);
+	for (i = 1; i <= 5000; i++) {
+		char sql[320];
+
+		snprintf(sql, sizeof(sql),
+		    "INSERT INTO events (id, kind, format, received_at, payload) VALUES "
+		    "(%d, 'sms.inbound', 'post', '2026-01-01T00:00:00.000Z', '{}'); "
+		    "INSERT INTO deliveries (event_id, relay, next_attempt_at, order_key, blocked) "
+		    "VALUES (%d, 'o', '%s', '+61400', %d)",
+		    i, i, i == 1 ? "2026-01-02T00:00:00.000Z" : "2026-01-01T00:00:00.000Z", i > 1);
+		ck_assert_int_eq(store_exec(st, sql), 0);
+	}
+	ck_assert_int_eq(store_exec(st, "COMMIT"), 0);
+	ck_assert_int_eq(store_next_due(st, due), 1);
+	ck_assert_str_eq(due, "2026-01-02T00:00:00.000Z");
+	s = st->stmt[STMT_NEXT_DUE];
+	steps = sqlite3_stmt_status(s, SQLITE_STMTSTATUS_VM_STEP, 0);
+	ck_assert_msg(steps < 1000, "the next due time took %d steps over 4999 blocked rows", steps);
+	store_close(st);
+}
+END_TEST
+
 /* A store written by release 1 (schema version 1, tests/data/store/v1.db) opens, gets the
  * new index and keeps its rows. */
 START_TEST(test_upgrade_from_v1)
@@ -327,6 +360,7 @@ main(void)
 	tcase_add_test(tc, test_open_fails_with_cause);
 	tcase_add_test(tc, test_due_uses_relay_index);
 	tcase_add_test(tc, test_order_uses_key_index);
+	tcase_add_test(tc, test_next_due_skips_blocked_backlog);
 	tcase_add_test(tc, test_upgrade_from_v1);
 	tcase_add_test(tc, test_insert_and_duplicate);
 	tcase_add_test(tc, test_no_dedupe_key_never_duplicate);
