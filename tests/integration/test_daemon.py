@@ -194,6 +194,15 @@ def test_config_cannot_work():
     tap.ok(rc == 0, "the same config passes -t once the script is executable",
            ["exit %r" % rc, "stderr %r" % err[-800:]])
 
+    # one address twice: the second bind would fail, or unlink the first one's unix socket
+    sock = os.path.join(tmp, "http.sock")
+    conf = write_conf(tmp, "[server]\nlisten = unix:%s 127.0.0.1:%d unix:%s\n[store]\n"
+                      "path = %s\n" % (sock, free_port(), sock, os.path.join(tmp, "e.db")))
+    rc, out, err = relayd(["-t", "-c", conf], "listen twice")
+    tap.ok(rc == 78 and '%s:2: listen: "unix:%s" is given twice' % (conf, sock) in err,
+           "-t with the same listen address twice exits 78 with FILE:LINE",
+           ["exit %r" % rc, "stderr %r" % err[-800:]])
+
 
 @sqlite_only("its own SQLite config, not the default store: the SQLite run covers it")
 def test_valid_configs():
