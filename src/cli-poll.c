@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * `clicksend-relay poll --once`: one fetch of every polled kind (SPEC section 11) with the
- * daemon's poller (poller-cli.c), stored in the store and routed to today's relays, one line
- * per stored event and then one per kind.
+ * `clicksend-relay poll --once`: one fetch of every polled kind (clicksend-relayd(8),
+ * Polling) with the daemon's poller (poller-cli.c), stored in the store and routed to today's
+ * relays, one line per stored event and then one per kind.
  */
 #include <getopt.h>
 #include <stdio.h>

@@ -118,6 +118,10 @@ int conf_number_plain(const char *s, uint64_t max, uint64_t *out);
 /* Why a listen address or an http(s) URL is bad, or NULL. The URL is never echoed. */
 const char *conf_listen_check(const char *);
 const char *conf_url_check(const char *);
+/* A checked listen word in one spelling per address, to find one given twice; BUF holds
+ * CONF_LISTEN_CANON_MAX bytes. */
+#define CONF_LISTEN_CANON_MAX 128
+void conf_listen_canon(const char *, char *buf, size_t len);
 /* Why S is not a well-formed fnmatch(3) pattern, or NULL. */
 const char *conf_glob_check(const char *);
 /* Whether S is base64: the standard alphabet, with or without padding. */

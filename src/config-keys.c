@@ -203,6 +203,25 @@ conf_string(const struct conf_key *k, const char *v, void *base, char *msg, size
 	return NULL;
 }
 
+/* Whether W[I] names the address of an earlier good word (port 0, any free port, may
+ * repeat): the second bind would fail, or unlink the first one's unix socket. */
+static int
+conf_listen_repeated(char **w, size_t i)
+{
+	char a[CONF_LISTEN_CANON_MAX], b[CONF_LISTEN_CANON_MAX];
+	size_t j;
+
+	conf_listen_canon(w[i], a, sizeof(a));
+	if (strncmp(a, "unix:", 5) != 0 && strcmp(strrchr(a, ':'), ":0") == 0)
+		return 0;
+	for (j = 0; j < i; j++) {
+		conf_listen_canon(w[j], b, sizeof(b));
+		if (conf_listen_check(w[j]) == NULL && strcmp(a, b) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 static const char *
 conf_listen(const struct conf_key *k, const char *v, void *base, char *msg, size_t msglen)
 {
@@ -216,6 +235,8 @@ conf_listen(const struct conf_key *k, const char *v, void *base, char *msg, size
 	for (i = 0; i < n; i++) {
 		if ((why = conf_listen_check(w[i])) != NULL)
 			conf_why_add(msg, msglen, "listen: %s: \"%s\"", why, w[i]);
+		else if (conf_listen_repeated(w, i))
+			conf_why_add(msg, msglen, "listen: \"%s\" is given twice", w[i]);
 	}
 	if (msg[0] != '\0') {
 		conf_strv_free(w, n);

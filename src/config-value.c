@@ -325,6 +325,30 @@ conf_listen_check(const char *s)
 	return conf_port_check(end + 1);
 }
 
+/*
+ * Writes the canonical form of a listen word that passed conf_listen_check into BUF: the
+ * address as inet_ntop spells it and the port as a number ("[0:0::1]:080" is "[::1]:80");
+ * a unix socket is its path as given.
+ */
+void
+conf_listen_canon(const char *s, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN], text[INET6_ADDRSTRLEN];
+	const char *end = strrchr(s, ':');
+	int af = *s == '[' ? AF_INET6 : AF_INET, v6 = af == AF_INET6;
+	unsigned char a[16];
+	size_t hl;
+
+	snprintf(buf, len, "%s", s);
+	if (strncmp(s, "unix:", 5) == 0 || end == NULL ||
+	    (hl = (size_t)(end - s) - (v6 ? 2 : 0)) >= sizeof(host))
+		return;
+	memcpy(host, s + v6, hl);
+	host[hl] = '\0';
+	if (inet_pton(af, host, a) == 1 && inet_ntop(af, a, text, sizeof(text)) != NULL)
+		snprintf(buf, len, v6 ? "[%s]:%lu" : "%s:%lu", text, strtoul(end + 1, NULL, 10));
+}
+
 /* Why URL is not an http(s) URL libcurl can use, or NULL. Never echoed: it may hold
  * credentials. */
 const char *

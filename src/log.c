@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <syslog.h>
 #include <time.h>
 
@@ -184,7 +185,7 @@ fatal(const char *fmt, ...)
 	va_start(ap, fmt);
 	log_verr(LOG_CRIT, fmt, ap);
 	va_end(ap);
-	exit(70);
+	exit(EX_SOFTWARE);
 }
 
 void
@@ -195,5 +196,5 @@ fatalx(const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vmsg(LOG_CRIT, 0, NULL, fmt, ap);
 	va_end(ap);
-	exit(70);
+	exit(EX_SOFTWARE);
 }

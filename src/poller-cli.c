@@ -6,6 +6,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <sysexits.h>
 
 #include <event2/event.h>
 
@@ -42,7 +43,7 @@ poller_once_dispatch(struct poller *p)
 		failed |= k->ok != 1;
 	}
 	fflush(stdout);
-	return failed ? 69 : 0;
+	return failed ? EX_UNAVAILABLE : 0;
 }
 
 int
@@ -57,7 +58,7 @@ poller_run_once(const struct config *cfg, struct store *st, const struct poller_
 
 	if ((base = event_base_new()) == NULL) {
 		snprintf(why, whylen, "cannot create an event loop");
-		return 70;
+		return EX_SOFTWARE;
 	}
 	w = store_writer_new(base, &store_write_ops, st, POLLER_CLI_BATCH);
 	in = ingest_new(w, 0);
@@ -68,7 +69,7 @@ poller_run_once(const struct config *cfg, struct store *st, const struct poller_
 	else {
 		if (rc == 1)
 			snprintf(why, whylen, "[clicksend] poll names no kinds");
-		rc = 78;
+		rc = EX_CONFIG;
 	}
 	store_writer_drain(w);
 	poller_free(p);

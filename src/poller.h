@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * Polling (SPEC section 11): for each kind in [clicksend] poll, every poll_interval, every
- * page of ClickSend's unread items becomes events of format "poll" through the write path
- * of the webhooks (ingest), and only items committed are then marked read. Runs on the
+ * Polling (clicksend-relayd(8), Polling): for each kind in [clicksend] poll, every
+ * poll_interval, every page of ClickSend's unread items becomes events of format "poll"
+ * through the write path of the webhooks (ingest), and only items committed are then marked
+ * read. Runs on the
  * daemon's event_base over the ClickSend client; the operator tool's `poll --once` runs the
  * same code to completion on a loop of its own.
  */

@@ -5,6 +5,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <sysexits.h>
 
 #include <event2/event.h>
 
@@ -53,7 +54,7 @@ provision_run_cli(const struct config *cfg, struct store *st, int dry_run)
 	}
 	if ((base = event_base_new()) == NULL) {
 		fprintf(stderr, "clicksend-relay: provision: cannot create an event loop\n");
-		return 70;
+		return EX_SOFTWARE;
 	}
 	if (st != NULL)
 		w = store_writer_new(base, &store_write_ops, st, 64);
@@ -65,7 +66,7 @@ provision_run_cli(const struct config *cfg, struct store *st, int dry_run)
 		provision_free(p);
 		store_writer_free(w);
 		event_base_free(base);
-		return 78;
+		return EX_CONFIG;
 	}
 	if (strcmp(p->status, "running") == 0)
 		event_base_dispatch(base);
@@ -79,5 +80,5 @@ provision_run_cli(const struct config *cfg, struct store *st, int dry_run)
 	provision_free(p);
 	store_writer_free(w); /* after the last result is committed */
 	event_base_free(base);
-	return failed ? 69 : 0;
+	return failed ? EX_UNAVAILABLE : 0;
 }

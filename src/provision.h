@@ -75,7 +75,8 @@ struct provision_want {
 	const char *dedicated_number; /* "*" or a number (used where the kind has one) */
 };
 
-/* A polled kind's rule: action POLL and this address, which the API requires (SPEC 11). */
+/* A polled kind's rule: action POLL and this address, which the API requires
+ * (clicksend-relayd(8), Polling). */
 #define PROVISION_POLL_ACTION  "POLL"
 #define PROVISION_POLL_ADDRESS "poll"
 

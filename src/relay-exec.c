@@ -19,6 +19,7 @@
 #include <sys/queue.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <sysexits.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -373,7 +374,7 @@ exec_result(const struct exec_child *c, struct relay_result *r)
 		snprintf(r->text, sizeof(r->text), "exit %d", c->status);
 		if (c->status == 0)
 			r->outcome = RELAY_DONE;
-		else if (c->status != 75)
+		else if (c->status != EX_TEMPFAIL)
 			r->outcome = RELAY_DEAD;
 	}
 }

@@ -40,7 +40,7 @@ const struct webhook_kind webhook_kinds[KIND_COUNT] = {
 		.id_field = "receipt_rule_id",
 		.match = MATCH_TYPE,
 		.test_path = "/sms/receipts" },
-	    /* MMS receipts are SMS receipts with message_type "mms" (SPEC section 4) */
+	    /* MMS receipts are SMS receipts with message_type "mms" (clicksend-relayd(8), ENDPOINTS) */
 	    .poll = { { .list = "/sms/receipts", .read = "/sms/receipts-read" },
 		{ .list = "/mms/receipts", .read = "/mms/receipts-read" } } },
 	[KIND_FAX_INBOUND] = { .id = KIND_FAX_INBOUND,

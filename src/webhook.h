@@ -45,7 +45,7 @@ struct webhook_rule {
 	const char *test_path;	/* test push endpoint, NULL when there is none */
 };
 
-/* One ClickSend list a polled kind is read from (SPEC section 11). */
+/* One ClickSend list a polled kind is read from (clicksend-relayd(8), Polling). */
 struct webhook_poll {
 	const char *list; /* "/sms/receipts": GET, paginated, unread items */
 	const char *read; /* "/sms/receipts-read": PUT; by_id: PUT read/{message_id} */

@@ -125,7 +125,7 @@ KINDS = {
                     "schema": "inbound_fax", "noun": "inbound fax rule"},
 }
 
-# kind -> the daemon's webhook path below base_path (SPEC section 4)
+# kind -> the daemon's webhook path below base_path (clicksend-relayd(8), ENDPOINTS)
 WEBHOOK_PATHS = {
     "sms.inbound": "/sms/inbound",
     "sms.receipt": "/sms/receipt",

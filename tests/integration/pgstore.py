@@ -8,7 +8,7 @@ This file owns that switch; harness.py calls it and stays about daemons and TAP.
   skip_reason()               None, or why CSR_STORE=postgresql cannot run here
   new_store(tap, name)        a fresh PgDatabase on the shared server (started lazily on first
                               use, stopped and removed at exit by tests/lib/pgserver.py)
-  node_name(name)             name sanitised to [a-z0-9_.-], at most 63 bytes (SPEC §3 node)
+  node_name(name)             name sanitised to [a-z0-9_.-], at most 63 bytes (as node)
   pg_json(db, query)          the rows of query as dicts, the same value types as sqlite3 -json
 
 How the rows match the SQLite path (the choice, and why):

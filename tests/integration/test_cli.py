@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: ISC
-"""The operator tool clicksend-relay (SPEC section 8, man/clicksend-relay.1) against a
+"""The operator tool clicksend-relay (clicksend-relay(1)) against a
 store written by the real daemon: events, deliveries, retry, replay, stats, exit codes."""
 
 import json

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: ISC
-"""Connections (issue 7 points 2 and 5): the daemon raises its open-files limit, keeps
+"""Connections: the daemon raises its open-files limit, keeps
 serving webhooks when idle clients would exhaust its descriptors (no accept() spin, no log
 flood), and request_timeout is a deadline for a whole request, not an idle timer."""
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: ISC
 """Command line, config errors, exit statuses, signals, /healthz, /metrics and store
-failure of clicksend-relayd (SPEC sections 2, 3 and 4)."""
+failure of clicksend-relayd (clicksend-relayd(8), clicksend-relay.conf(5))."""
 
 import json
 import os
@@ -153,7 +153,7 @@ def test_config_errors():
 
 @sqlite_only("its own SQLite config, not the default store: the SQLite run covers it")
 def test_config_cannot_work():
-    """Values that parse but could never work (issue 7.11): -t exits 78 and names each one
+    """Values that parse but could never work: -t exits 78 and names each one
     with FILE:LINE, before the store is touched; start-up refuses them the same way."""
     from harness import tests_data
     conf = os.path.join(tests_data(), "conf", "bad-checks.conf")
@@ -194,10 +194,19 @@ def test_config_cannot_work():
     tap.ok(rc == 0, "the same config passes -t once the script is executable",
            ["exit %r" % rc, "stderr %r" % err[-800:]])
 
+    # one address twice: the second bind would fail, or unlink the first one's unix socket
+    sock = os.path.join(tmp, "http.sock")
+    conf = write_conf(tmp, "[server]\nlisten = unix:%s 127.0.0.1:%d unix:%s\n[store]\n"
+                      "path = %s\n" % (sock, free_port(), sock, os.path.join(tmp, "e.db")))
+    rc, out, err = relayd(["-t", "-c", conf], "listen twice")
+    tap.ok(rc == 78 and '%s:2: listen: "unix:%s" is given twice' % (conf, sock) in err,
+           "-t with the same listen address twice exits 78 with FILE:LINE",
+           ["exit %r" % rc, "stderr %r" % err[-800:]])
+
 
 @sqlite_only("its own SQLite config, not the default store: the SQLite run covers it")
 def test_valid_configs():
-    """Valid spellings are accepted: -t exits 0 (SPEC section 3)."""
+    """Valid spellings are accepted: -t exits 0 (clicksend-relay.conf(5))."""
     tmp = tap.mkdtemp()
     db = os.path.join(tmp, "events.db")
     text = """; every key, valid values that are not the defaults
@@ -383,7 +392,7 @@ def test_signals():
 
 
 def test_sigterm_in_flight():
-    """SIGTERM: stop accepting, but finish the request in flight (SPEC section 2)."""
+    """SIGTERM: stop accepting, but finish the request in flight (clicksend-relayd(8), SIGNALS)."""
     d = Daemon(tap, name="inflight")
     s = None
     try:

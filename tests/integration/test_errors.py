@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: ISC
-"""The bad-input battery of SPEC section 4: every rejected request gets the right status and
-a short plain-text answer, stores nothing, and the daemon keeps serving everybody else."""
+"""The bad-input battery of clicksend-relayd(8), ENDPOINTS: every rejected request gets the
+right status and a short plain-text answer, stores nothing, and the daemon keeps serving
+everybody else."""
 
 import json
 import os

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: ISC
 """Ingest: every sample x every kind endpoint x every format ends up in the store exactly
-as received (SPEC sections 4 and 5), duplicates, token, base_path, restart, -t."""
+as received (clicksend-relayd(8), clicksend-relay(1) STORE), duplicates, token, base_path,
+restart, -t."""
 
 import json
 import os
@@ -524,8 +525,8 @@ def test_base_paths():
 
 
 def test_listeners():
-    """listen takes several addresses: HOST:PORT, [V6]:PORT and unix:/path (SPEC section 3);
-    remote_addr is the client address without port."""
+    """listen takes several addresses: HOST:PORT, [V6]:PORT and unix:/path
+    (clicksend-relay.conf(5)); remote_addr is the client address without port."""
     import socket
     d = Daemon(tap, start=False, name="listeners")
     p6 = free_port()

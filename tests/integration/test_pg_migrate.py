@@ -142,7 +142,7 @@ def make_store(sink):
     env = daemon_env()
     subprocess.run([tool_path(), "-c", d.conf_path, "pause", "p", "--reason", "moving"],
                    capture_output=True, timeout=30, env=env, check=True)
-    time.sleep(3)      # a running daemon sees a pause "within a second or two" (SPEC 8)
+    time.sleep(3)      # a running daemon sees a pause "within a second or two" (clicksend-relay(1))
     for i, body in enumerate(AWKWARD):
         r = d.request("POST", IN, urlencode({"message_id": "m-%d" % i, "from": "+6140000000%d"
                                              % i, "body": body}), FORM)

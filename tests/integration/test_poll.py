@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: ISC
-"""Polling (SPEC section 11) against the fake ClickSend's poll queues: every page of every
+"""Polling (clicksend-relayd(8)) against the fake ClickSend's poll queues: every page of every
 polled list stored as events of format poll (columns, payload, relays), marked read only
 after COMMIT (by message_id for inbound SMS, date_before for receipts), an item arriving
 between the fetch and the read mark kept, pushed-and-polled items deduplicated, a store that

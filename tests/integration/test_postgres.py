@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: ISC
-"""The PostgreSQL store (issue 9, SPEC section 10) seen from outside: daemons with
+"""The PostgreSQL store (clicksend-relay.conf(5), [store]) seen from outside: daemons with
 `[store] url` and `node` against a real server (tests/lib/pgserver.py), each test with its
 own database: the schema at start and by -t, webhooks in the events table, a ClickSend retry
 landing on the other node, two and three nodes relaying to one sink, a node killed with
@@ -8,7 +8,7 @@ deliveries claimed, provisioning on one node only, PostgreSQL stopped under traf
 password kept secret, pause seen by every node, and the operator tool on the shared store.
 
 Nothing here is skipped when the server binaries exist: a daemon that refuses `url` or
-`node` fails these tests. Waits are bounded and timing is asserted only against the spec's
+`node` fails these tests. Waits are bounded and timing is asserted only against the manuals'
 own bounds, with slack."""
 
 import json
@@ -451,7 +451,7 @@ def check_many_nodes(names, per_node):
                 g["doc"].get("data", {}).get("message_id") == "late-1"]
         dt = (late[0]["t"] - t0) if late else None
         tap.ok(dt is not None and dt < 5, "%d nodes: a new event is attempted promptly "
-               "(%s s; spec: within a second)" % (len(names),
+               "(%s s; documented: within a second)" % (len(names),
                                                   "%.2f" % dt if dt is not None else "never"))
     finally:
         sink.close()
@@ -787,7 +787,7 @@ def test_pause_every_node():
                        d.request("GET", "/metrics").body for d in ds)
         tap.ok(wait_for(paused_everywhere, 6), "every node reports relay r paused "
                "(/metrics) within a few seconds")
-        time.sleep(3)      # the outbox may take "a second or two" (SPEC 8) after /metrics
+        time.sleep(3)      # the outbox may take "a second or two" (clicksend-relay(1))
         for i, d in enumerate(ds):
             tap.check_eq(post(d, "pz-%d" % i).status, 200, "node %s stores pz-%d" % (d.node, i))
         time.sleep(3)
@@ -797,7 +797,7 @@ def test_pause_every_node():
         rc, out, err = tool(ds[1], "resume", "r")
         tap.check_eq(rc, 0, "resume r (through another node's config): exit 0", err)
         ok = wait_for(lambda: sorted(sink.message_ids("/r")) == ["pz-0", "pz-1", "pz-2"], 8)
-        tap.ok(ok, "after resume every node's pending deliveries run (spec: within 2 s)",
+        tap.ok(ok, "after resume every node's pending deliveries run (documented: within 2 s)",
                sink.message_ids("/r"))
     finally:
         sink.close()

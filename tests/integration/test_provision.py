@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: ISC
-"""Provisioning of ClickSend automation rules (SPEC section 7, clicksend/README.md) by the real
+"""Provisioning of ClickSend automation rules (clicksend-relayd(8), Provisioning) by the real
 daemon and by `clicksend-relay provision`, against the fake ClickSend in fake_clicksend.py:
 create / unchanged / drift repair, foreign rules untouched, pagination, lenient answers (both id
 spellings, numbers as strings), a stalled API not blocking ingest, 401 not retried, 429 backed

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: ISC
-"""Relay controls (issue 11, SPEC section 12): pause and resume (in flight, across a
+"""Relay controls (clicksend-relay(1)): pause and resume (in flight, across a
 restart, unknown names), pause_after, rate measured from a sink's arrival times, ordered
 delivery with retries and a 410, unkeyed events, and orphaned deliveries (relays, drop,
 retry --relay)."""

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: ISC
-"""Relays end to end over loopback (SPEC sections 3, 5 and 6): the document and headers an
-HTTP relay receives (Standard Webhooks signature checked independently), delivery rows and
-filters, retries (5xx, 410, 429 Retry-After, timeout, dropped connection), per-relay
-concurrency, script relays (stdin, clean environment, args, exit codes, timeout, logging),
-outage plus restart, kill -9 in flight, graceful shutdown, /metrics and /healthz."""
+"""Relays end to end over loopback (clicksend-relay.conf(5), RELAY DOCUMENT): the document
+and headers an HTTP relay receives (Standard Webhooks signature checked independently),
+delivery rows and filters, retries (5xx, 410, 429 Retry-After, timeout, dropped connection),
+per-relay concurrency, script relays (stdin, clean environment, args, exit codes, timeout,
+logging), outage plus restart, kill -9 in flight, graceful shutdown, /metrics and
+/healthz."""
 
 import base64
 import hashlib
@@ -260,7 +261,7 @@ def standard_webhooks_sign(key, msg_id, timestamp, body):
 
 
 def doc_problems(req_body, ev, payload_sent):
-    """Every way an HTTP body / script stdin differs from the SPEC section 6 document."""
+    """Every way an HTTP body / script stdin differs from the relay document."""
     p = []
     try:
         doc = json.loads(req_body)
@@ -729,7 +730,7 @@ def test_scripts():
         tap.check_eq(c["argv"], args, "args are passed verbatim, no shell expansion")
         ev = evs["ok"]
         tap.ok(not doc_problems(c["stdin"].encode(), ev, payload),
-               "stdin is the SPEC section 6 document", doc_problems(c["stdin"].encode(), ev,
+               "stdin is the relay document", doc_problems(c["stdin"].encode(), ev,
                                                                     payload))
         env = c["env"]
         special = {"CLICKSEND_EVENT_ID", "CLICKSEND_EVENT_TYPE", "CLICKSEND_FORMAT",

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: ISC
-"""[store] retention (SPEC section 3): events older than the retention whose deliveries are
+"""[store] retention (clicksend-relay.conf(5)): events older than the retention whose deliveries are
 all done are deleted with their deliveries; an event with a pending or dead delivery stays."""
 
 import time

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: ISC
-"""A bounded soak with faults (SPEC sections 2, 4, 5 and 6): one daemon, two URL relays (a
-steady sink and a flaky one that answers 500, 503 + Retry-After, drops the connection, cuts
-a 200 short or stalls past the relay timeout) and one script relay that fails with
-EX_TEMPFAIL at random.
+"""A bounded soak with faults (clicksend-relayd(8), clicksend-relay.conf(5)): one daemon,
+two URL relays (a steady sink and a flaky one that answers 500, 503 + Retry-After, drops the
+connection, cuts a 200 short or stalls past the relay timeout) and one script relay that
+fails with EX_TEMPFAIL at random.
 Eight clients send ~1500 webhooks in all three formats, with duplicates and malformed
 requests mixed in, while the daemon gets SIGHUP every ~0.7 s (once with a changed relay
 concurrency) and is restarted once with SIGTERM. Afterwards: every acknowledged event is
@@ -234,7 +234,7 @@ def max_overlap(reqs):
 # --------------------------------------------------------------------------- traffic
 
 def event_key(kind, obj):
-    """The dedupe identity SPEC section 4 defines: kind + message_id (+ status_code for
+    """The dedupe identity of clicksend-relayd(8), Duplicates: kind + message_id (+ status_code for
     receipts); None for events without a message_id."""
     mid = obj.get("message_id")
     if mid is None:

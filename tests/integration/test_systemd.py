@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: ISC
-"""systemd integration (SPEC section 9), without systemd: a notify socket of our own
-receives READY=1, STATUS=, WATCHDOG=1, RELOADING=1 and STOPPING=1, and a listening
-socket passed as LISTEN_FDS is served while `listen` is ignored."""
+"""systemd integration (clicksend-relayd(8), SYSTEMD INTEGRATION), without systemd: a notify
+socket of our own receives READY=1, STATUS=, WATCHDOG=1, RELOADING=1 and STOPPING=1, and a
+listening socket passed as LISTEN_FDS is served while `listen` is ignored."""
 
 import os
 import signal

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: ISC
-"""The store writer seen from outside (issue 7 points 3, 6, 8; issue 8 point 6): a delivery
+"""The store writer seen from outside: a delivery
 outcome that cannot be recorded is kept and recorded later, never re-run; /healthz says 503
 when commits fail (file size limit standing in for a full disk); a store locked by another
 process makes webhooks wait, then 503, while /healthz keeps answering; kill -9 under load

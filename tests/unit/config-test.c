@@ -611,6 +611,24 @@ START_TEST(test_listen)
 }
 END_TEST
 
+/* The same address twice could never be bound twice (a unix socket would be unlinked under
+ * its own first listener): refused, spelled alike or not; port 0 (any free port) may repeat. */
+START_TEST(test_listen_twice)
+{
+	struct config *c = expect_ok("[server]\nlisten = 127.0.0.1:0 127.0.0.1:0 127.0.0.1:80 "
+				     "0.0.0.0:80 [::1]:80 unix:/run/a.sock unix:/run/b.sock\n");
+
+	ck_assert_uint_eq(c->nlisten, 7);
+	config_free(c);
+	expect_one("[server]\nlisten = 127.0.0.1:8080 127.0.0.1:8080\n", 2,
+	    "listen: \"127.0.0.1:8080\" is given twice");
+	expect_one("[server]\nlisten = [::1]:80 [0:0::1]:080\n", 2,
+	    "listen: \"[0:0::1]:080\" is given twice");
+	expect_one("[server]\nlisten = unix:/run/x.sock 1.2.3.4:1 unix:/run/x.sock\n", 2,
+	    "listen: \"unix:/run/x.sock\" is given twice");
+}
+END_TEST
+
 START_TEST(test_base_path)
 {
 	struct config *c = expect_ok("[server]\nbase_path = /\n");
@@ -1128,6 +1146,7 @@ config_suite(void)
 	tcase_add_test(tc, test_long_lines);
 	tcase_add_test(tc, test_inline_comments);
 	tcase_add_test(tc, test_listen);
+	tcase_add_test(tc, test_listen_twice);
 	tcase_add_test(tc, test_base_path);
 	tcase_add_test(tc, test_secret_values);
 	tcase_add_test(tc, test_tokens);

@@ -84,7 +84,8 @@ START_TEST(test_rules)
 }
 END_TEST
 
-/* A polled kind's lists: GET paths with a read path beside them; the four of SPEC 11. */
+/* A polled kind's lists: GET paths with a read path beside them; the four of
+ * clicksend-relayd(8), Polling. */
 START_TEST(test_poll_lists)
 {
 	int i, j, pollable = 0;
