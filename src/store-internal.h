@@ -35,6 +35,7 @@ enum store_stmt {
 };
 
 struct store_pg;
+struct store_ckpt;
 
 struct store {
 	const struct store_backend *be;
@@ -44,9 +45,14 @@ struct store {
 	sqlite3_stmt *stmt[STMT_COUNT];
 	char err[256];
 	struct store_pg *pg; /* the PostgreSQL backend's state (store-pg*.c) */
+	struct store_ckpt *ckpt; /* the daemon's checkpoint thread (store-checkpoint.c) */
 };
 
 int store_exec(struct store *, const char *sql);
+/* The daemon's checkpoint thread on the writer's connection (NULL: the writer checkpoints
+ * itself, as SQLite does by default); stopped before that connection closes. */
+struct store_ckpt *store_ckpt_start(struct store *writer);
+void store_ckpt_stop(struct store *writer, struct store_ckpt *);
 void store_bind_text(sqlite3_stmt *, int, const char *);
 /* SQLITE_DONE or SQLITE_ROW, or -1 with st->err set (the statement is reset). */
 int store_step_done(struct store *, sqlite3_stmt *);

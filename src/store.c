@@ -320,10 +320,15 @@ store_open(const char *path, int synchronous_full, char **cause)
 	return store_open_with(path, synchronous_full, 0, cause);
 }
 
+/* The daemon's writer connection: the store's lock, and checkpoints on a thread. */
 struct store *
 store_open_daemon(const char *path, int synchronous_full, char **cause)
 {
-	return store_open_with(path, synchronous_full, 1, cause);
+	struct store *st = store_open_with(path, synchronous_full, 1, cause);
+
+	if (st != NULL)
+		st->ckpt = store_ckpt_start(st);
+	return st;
 }
 
 /* The daemon loop's own connection beside the writer's. */
@@ -340,6 +345,7 @@ store_sqlite_close(struct store *st)
 
 	if (st == NULL)
 		return;
+	store_ckpt_stop(st, st->ckpt);
 	for (i = 0; i < STMT_COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	if (st->db != NULL)
