@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: ISC
 """The store writer seen from outside (issue 7 points 3, 6, 8; issue 8 point 6): a delivery
 outcome that cannot be recorded is kept and recorded later, never re-run; /healthz says 503
-when commits fail (file size limit standing in for a full disk); a store locked by another
+when commits fail (file size limit standing in for a full disk), also with no traffic; a store locked by another
 process makes webhooks wait, then 503, while /healthz keeps answering; kill -9 under load
 with a relay loses nothing acknowledged; retention keeps up with a large backlog."""
 
@@ -185,6 +185,35 @@ def test_disk_full():
         d.close()
 
 
+@sqlite_only("RLIMIT_FSIZE on the SQLite store file stands in for a full disk")
+def test_disk_full_idle():
+    """The disk fills while no webhook comes: the writer's idle probe is a real write (not
+    a read), so /healthz turns 503 by itself within a few seconds, and 200 once there is
+    room again."""
+    d = Daemon(tap, name="diskidle")
+    try:
+        tap.check_eq(post(d, "di-0"), 200, "idle disk full: a webhook before the limit")
+        tap.check_eq(d.request("GET", "/healthz", timeout=5).status, 200,
+                     "idle disk full: /healthz answers 200 before the limit")
+        _, hard = resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (1, hard))
+        last = {}
+
+        def health(want):
+            r = d.request("GET", "/healthz", timeout=5)
+            last["r"] = (r.status, r.body[:300])
+            return r.status == want
+
+        tap.ok(wait_for(lambda: health(503), 15, 0.5),
+               "idle disk full: /healthz answers 503 with no webhook sent", repr(last.get("r")))
+        resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+        tap.ok(wait_for(lambda: health(200), 15, 0.5),
+               "idle disk full: /healthz answers 200 again once there is room",
+               repr(last.get("r")))
+    finally:
+        d.close()
+
+
 @sqlite_only("a sqlite3 shell holds the SQLite write lock")
 def test_locked_under_load():
     """Another process holds the write lock for 2 s under 4 posting threads: /healthz always
@@ -335,6 +364,7 @@ def test_retention_catches_up():
 
 tap.run(test_outcome_not_repeated)
 tap.run(test_disk_full)
+tap.run(test_disk_full_idle)
 tap.run(test_locked_under_load)
 tap.run(test_kill9_rounds)
 tap.run(test_retention_catches_up)
