@@ -114,17 +114,25 @@ def stored_ids(d, prefix):
 
 @sqlite_only("a sqlite3 shell holds the SQLite write lock")
 def test_outcome_not_repeated():
-    """The store is locked when a script's attempt ends: the outcome is kept and recorded
-    once the lock goes; the script ran exactly once."""
+    """The store is locked when two scripts' attempts end, one done (exit 0) and one
+    permanent (exit 3): each outcome is kept and recorded once the lock goes; each script
+    ran exactly once."""
     tmp = tap.mkdtemp()
-    marks = os.path.join(tmp, "runs")
+    marks = {r: os.path.join(tmp, "runs-" + r) for r in ("slow", "perm")}
     script = os.path.join(tmp, "slow-relay")
     with open(script, "w") as f:
         f.write("#!%s\nimport sys, time\nsys.stdin.read()\ntime.sleep(1.5)\n"
-                "open(sys.argv[1], 'a').write('run\\n')\n" % sys.executable)
+                "open(sys.argv[1], 'a').write('run\\n')\nsys.exit(int(sys.argv[2]))\n"
+                % sys.executable)
     os.chmod(script, 0o755)
-    d = Daemon(tap, name="outcome", sections={"relay:slow": {
-        "exec": script, "args": marks, "retry_schedule": "1s"}})
+    d = Daemon(tap, name="outcome", sections={
+        "relay:slow": {"exec": script, "args": marks["slow"] + " 0", "retry_schedule": "1s"},
+        "relay:perm": {"exec": script, "args": marks["perm"] + " 3", "retry_schedule": "1s"}})
+
+    def runs(relay):
+        p = marks[relay]
+        return open(p).read().count("run") if os.path.exists(p) else 0
+
     try:
         tap.check_eq(post(d, "oc-1"), 200, "outcome: the webhook is stored")
         holder = LockHolder(d.db)
@@ -132,16 +140,19 @@ def test_outcome_not_repeated():
             tap.skip("outcome: recorded later, not repeated", "no lock: %r" % holder.why)
             holder.release()
             return
-        time.sleep(6)           # the script ends at ~1.5 s; its record fails for 4.5 s
-        runs_locked = open(marks).read().count("run") if os.path.exists(marks) else 0
+        time.sleep(6)           # the scripts end at ~1.5 s; their records fail for 4.5 s
+        runs_locked = {r: runs(r) for r in marks}
         holder.release()
-        rows = wait_for(lambda: [r for r in d.sql(
-            "SELECT state, attempts FROM deliveries") if r["state"] == "done"], 40)
-        runs = open(marks).read().count("run") if os.path.exists(marks) else 0
-        tap.check_eq(runs_locked, 1, "outcome: the script ran once while the store was locked")
-        tap.check_eq(runs, 1, "outcome: the script was not run again after the lock went")
-        tap.ok(len(rows) == 1 and rows[0]["attempts"] == 1,
-               "outcome: the kept outcome was recorded: done after 1 attempt", repr(rows))
+        q = "SELECT relay, state, attempts FROM deliveries ORDER BY relay"
+        wait_for(lambda: all(r["state"] != "pending" for r in d.sql(q)), 40)
+        rows = d.sql(q)
+        tap.check_eq(runs_locked, {"slow": 1, "perm": 1},
+                     "outcome: each script ran once while the store was locked")
+        tap.check_eq({r: runs(r) for r in marks}, {"slow": 1, "perm": 1},
+                     "outcome: neither script was run again after the lock went")
+        tap.check_eq([(r["relay"], r["state"], r["attempts"]) for r in rows],
+                     [("perm", "dead", 1), ("slow", "done", 1)],
+                     "outcome: the kept outcomes were recorded: done and dead after 1 attempt")
         tap.ok("cannot record the outcome" in d.log(),
                "outcome: the failed record is logged", d.log()[-1500:])
     finally:
