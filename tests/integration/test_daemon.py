@@ -348,6 +348,14 @@ def test_second_instance():
         tap.check_eq(r.status, 200, "the first daemon still serves")
         rc, out, err = relayd(["-c", conf, "-t"], "second -t", timeout=10)
         tap.check_eq(rc, 0, "-t on a store in use still checks it (exit 0)", err[-800:])
+        link = os.path.join(d.dir, "link.db")
+        os.symlink(d.db, link)
+        secs["store"] = {"path": link}
+        conf = write_conf(d.dir, render_config(secs), name="link.conf")
+        rc, out, err = relayd(["-c", conf], "store through a symbolic link", timeout=10)
+        tap.ok(rc == 69 and "in use by another clicksend-relayd" in err,
+               "a second daemon on the same store through a symbolic link exits 69 too",
+               ["exit %r" % rc, err[-800:]])
         secs["store"] = {"path": os.path.join(d.dir, "other.db")}
         conf = write_conf(d.dir, render_config(secs), name="other-store.conf")
         rc, out, err = relayd(["-c", conf], "other store, same unix socket", timeout=10)
