@@ -61,7 +61,7 @@ struct http_conns {
 	size_t count, cap;
 	size_t cap_full; /* cap from the limit; cap is lower for a while after EMFILE */
 	time_t short_at; /* the last accept() out of descriptors */
-	size_t ncut; /* of count: shut down, not yet let go by evhttp */
+	size_t ncut;	 /* of count: shut down, not yet let go by evhttp */
 	uint64_t deadline_ms;
 	struct event *sweep, *soon, *resume;
 	int paused;

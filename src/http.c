@@ -132,7 +132,8 @@ http_listen_unix(struct http *h, const char *path)
 	strcpy(sun.sun_path, path);
 	if (lstat(path, &sb) == 0 && S_ISSOCK(sb.st_mode)) {
 		if (http_unix_alive(&sun)) {
-			log_warnx("http: cannot listen on unix:%s: another process is listening on it",
+			log_warnx(
+			    "http: cannot listen on unix:%s: another process is listening on it",
 			    path);
 			return -1;
 		}
