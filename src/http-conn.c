@@ -13,7 +13,8 @@
  *   relays and scripts: at the cap the oldest idle connection is shed and the listeners
  *   pause until there is room again.
  * - accept() failing (EMFILE, ENFILE, ENOBUFS) pauses the listeners for 250 ms instead
- *   of spinning on a readable socket, with one log line a minute.
+ *   of spinning on a readable socket, with one log line a minute. Out of descriptors,
+ *   the cap drops to the connections held; 10 s without such a failure restore it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -40,6 +41,7 @@
 #define HTTP_CONN_LOG_EVERY_S 60
 #define HTTP_CONN_RESERVE     32 /* descriptors kept beside relays: store, base, logs */
 #define HTTP_CONN_MIN_CAP     8
+#define HTTP_CONN_REGROW_S    10 /* after the last accept() out of descriptors */
 
 struct http_conn {
 	struct bufferevent *bev;
@@ -57,7 +59,9 @@ struct http_conns {
 	struct http_conn **byfd;
 	size_t nbyfd;
 	size_t count, cap;
-	size_t ncut; /* of count: shut down, not yet let go by evhttp */
+	size_t cap_full; /* cap from the limit; cap is lower for a while after EMFILE */
+	time_t short_at; /* the last accept() out of descriptors */
+	size_t ncut;	 /* of count: shut down, not yet let go by evhttp */
 	uint64_t deadline_ms;
 	struct event *sweep, *soon, *resume;
 	int paused;
@@ -226,6 +230,8 @@ http_conn_sweep_cb(evutil_socket_t fd, short what, void *arg)
 			http_conn_cut(c);
 		}
 	}
+	if (cs->cap < cs->cap_full && time(NULL) - cs->short_at >= HTTP_CONN_REGROW_S)
+		cs->cap = cs->cap_full;
 	if (cs->paused && cs->count - cs->ncut < cs->cap && !evtimer_pending(cs->resume, NULL))
 		http_conn_listeners(cs, 1);
 }
@@ -268,9 +274,10 @@ http_conn_accept_error_cb(struct evconnlistener *l, void *arg)
 	    evutil_socket_error_to_string(err), HTTP_CONN_PAUSE_MS);
 	http_conn_log(cs, what);
 	if (err == EMFILE || err == ENFILE) {
-		/* fewer descriptors than the cap assumed: make the cap what there is */
-		if (cs->count > HTTP_CONN_MIN_CAP && cs->count - cs->ncut < cs->cap)
+		/* fewer descriptors than the cap assumed: make the cap what there is, for now */
+		if (cs->count - cs->ncut > HTTP_CONN_MIN_CAP && cs->count - cs->ncut < cs->cap)
 			cs->cap = cs->count - cs->ncut;
+		cs->short_at = time(NULL);
 		http_conn_make_room(cs);
 	}
 	http_conn_pause(cs, HTTP_CONN_PAUSE_MS);
@@ -335,7 +342,8 @@ http_conn_cap(const struct config *cfg)
 void
 http_conns_configure(struct http_conns *cs, const struct config *cfg)
 {
-	cs->cap = http_conn_cap(cfg);
+	cs->cap = cs->cap_full = http_conn_cap(cfg);
+	cs->short_at = 0;
 	cs->deadline_ms = cfg->request_timeout_ms;
 }
 

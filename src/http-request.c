@@ -104,11 +104,25 @@ http_xff_joined(struct evhttp_request *req)
 	return all;
 }
 
+/* One hop of X-Forwarded-For without the blanks around it (in place). */
+static char *
+http_xff_hop(char *hop)
+{
+	size_t n;
+
+	hop += strspn(hop, " \t");
+	n = strlen(hop);
+	while (n > 0 && (hop[n - 1] == ' ' || hop[n - 1] == '\t'))
+		n--;
+	hop[n] = '\0';
+	return hop;
+}
+
 /*
  * Walks X-Forwarded-For from the right, skipping trusted hops; keeps the peer when the
  * peer is not a trusted proxy. 0 with the client's address; -1 when the header cannot
- * be used (too long: 400) and 1 when a hop is not an address (the client is unknown),
- * so that allow_from fails closed instead of judging the proxy.
+ * be used (too long: 400) and 1 when a hop is not exactly one address (empty, "unknown",
+ * "ADDR:PORT", two words), so that allow_from fails closed instead of judging the proxy.
  */
 static int
 http_client_addr(const struct config *cfg, struct evhttp_request *req, char *addr, size_t len)
@@ -123,10 +137,8 @@ http_client_addr(const struct config *cfg, struct evhttp_request *req, char *add
 		return -1;
 	if ((copy = http_xff_joined(req)) == NULL)
 		return 0;
-	while ((p = strrchr(copy, ',')) != NULL || copy[0] != '\0') {
-		char *hop = p ? p + 1 : copy;
-		hop += strspn(hop, " \t");
-		hop[strcspn(hop, " \t")] = '\0';
+	for (;;) {
+		char *hop = http_xff_hop((p = strrchr(copy, ',')) != NULL ? p + 1 : copy);
 		if (!http_is_addr(hop)) {
 			rc = 1;
 			break;

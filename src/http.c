@@ -104,6 +104,20 @@ http_keep_bound(struct http *h, struct evhttp_bound_socket *b, const char *what)
 	return 0;
 }
 
+/* Whether a process accepts connections on the unix socket at SUN (a stale socket
+ * left by a crash refuses them): its socket is not ours to unlink. */
+static int
+http_unix_alive(const struct sockaddr_un *sun)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), alive;
+
+	if (fd == -1)
+		return 0;
+	alive = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0 || errno == EAGAIN;
+	close(fd);
+	return alive;
+}
+
 static int
 http_listen_unix(struct http *h, const char *path)
 {
@@ -116,8 +130,15 @@ http_listen_unix(struct http *h, const char *path)
 		return -1;
 	}
 	strcpy(sun.sun_path, path);
-	if (lstat(path, &sb) == 0 && S_ISSOCK(sb.st_mode))
+	if (lstat(path, &sb) == 0 && S_ISSOCK(sb.st_mode)) {
+		if (http_unix_alive(&sun)) {
+			log_warnx(
+			    "http: cannot listen on unix:%s: another process is listening on it",
+			    path);
+			return -1;
+		}
 		unlink(path);
+	}
 	l = evconnlistener_new_bind(h->base, NULL, NULL,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 128, (struct sockaddr *)&sun,
 	    sizeof(sun));

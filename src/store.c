@@ -247,18 +247,20 @@ store_lock_holder(int fd)
  * One daemon per store: an open file description lock on "<path>.lock", held until the
  * store closes (or the process dies). A separate file, because SQLite closes and reopens
  * the database file's descriptors, and a lock on it would interfere with its own. The
- * file keeps the holder's pid for the message of the next one; it is never removed.
+ * file (beside the store's real path) keeps the holder's pid for the message of the next one; it is never removed.
  * 0, -1 on an error, -2 when another process holds the lock.
  */
 static int
 store_lock(struct store *st, char **cause)
 {
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
-	char *lock, pid[32];
+	char *lock, pid[32], *real = realpath(st->path, NULL);
 	long holder;
 	int busy = 0;
 
-	xasprintf(&lock, "%s.lock", st->path);
+	/* a symbolic link to the store shares the lock of the file it names */
+	xasprintf(&lock, "%s.lock", real != NULL ? real : st->path);
+	free(real);
 	if ((st->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1) {
 		xasprintf(
 		    cause, "%s: cannot open the lock file %s: %s", st->path, lock, strerror(errno));

@@ -6,6 +6,7 @@ flood), and request_timeout is a deadline for a whole request, not an idle timer
 
 import os
 import resource
+import select
 import socket
 import sys
 import time
@@ -81,6 +82,71 @@ def test_descriptors_run_out():
         d.close()
 
 
+def idle_clients(d, n, wait=1.0):
+    """Opens n idle connections, waits, then asks /healthz on each: how many the daemon
+    had closed (shed) and how many it answered within 3 s (one still in the listen
+    backlog is neither)."""
+    socks = [socket.create_connection((LOCALHOST, d.port), timeout=2) for _ in range(n)]
+    time.sleep(wait)
+    closed = served = 0
+    live = []
+    for s in socks:
+        s.setblocking(False)
+        try:
+            if s.recv(1) == b"":
+                closed += 1
+                continue
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+            continue
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            live.append(s)
+        except OSError:
+            closed += 1
+    deadline = time.monotonic() + 3
+    while live and time.monotonic() < deadline:
+        rd, _, _ = select.select(live, [], [], max(0, deadline - time.monotonic()))
+        for s in rd:
+            try:
+                served += s.recv(64).startswith(b"HTTP/1.1 200")
+            except OSError:
+                pass
+            live.remove(s)
+    for s in socks:
+        s.close()
+    time.sleep(0.5)             # the daemon's sweep lets them go
+    return closed, served
+
+
+def test_cap_recovers():
+    """Descriptors run short for a while (the soft limit lowered under the running
+    daemon): the connection cap drops to what there is, shedding idle clients, then comes
+    back once accept() has not run out for 10 s, so every idle client is held and served."""
+    d = Daemon(tap, name="regrow", server={"request_timeout": "60s"},
+               limits={resource.RLIMIT_NOFILE: (64, 64)})
+    try:
+        tap.check_eq(idle_clients(d, 28), (0, 28),
+                     "cap regrow: 28 idle clients under the cap are held and served")
+        base = len(os.listdir("/proc/%d/fd" % d.proc.pid))
+        resource.prlimit(d.proc.pid, resource.RLIMIT_NOFILE, (base + 12, 64))
+        short = idle_clients(d, 40)
+        resource.prlimit(d.proc.pid, resource.RLIMIT_NOFILE, (64, 64))
+        soon = idle_clients(d, 28)
+        tap.diag("cap regrow: (shed, served) %r while short, %r right after" % (short, soon))
+        tap.ok(short[0] > 0 and soon[0] > 0, "cap regrow: out of descriptors the cap drops "
+               "and idle clients are shed, for a while", "%r then %r" % (short, soon))
+        time.sleep(11)
+        tap.check_eq(idle_clients(d, 28), (0, 28),
+                     "cap regrow: 10 s later the cap is back: 28 idle clients held and served")
+        tap.check_eq(d.request("POST", IN, "message_id=rg-1&body=x", FORM).status, 200,
+                     "cap regrow: webhooks are served")
+    finally:
+        d.close()
+
+
 def test_request_deadline():
     """A client trickling a header line every 0.3 s is cut off request_timeout (1 s) after
     it connected; a prompt client on the same daemon is unaffected."""
@@ -145,5 +211,6 @@ def test_unit_limit():
 
 tap.run(test_unit_limit)
 tap.run(test_descriptors_run_out)
+tap.run(test_cap_recovers)
 tap.run(test_request_deadline)
 tap.done()

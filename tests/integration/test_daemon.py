@@ -357,6 +357,32 @@ def test_second_instance():
         tap.check_eq(r.status, 200, "the first daemon still serves")
         rc, out, err = relayd(["-c", conf, "-t"], "second -t", timeout=10)
         tap.check_eq(rc, 0, "-t on a store in use still checks it (exit 0)", err[-800:])
+        link = os.path.join(d.dir, "link.db")
+        os.symlink(d.db, link)
+        secs["store"] = {"path": link}
+        conf = write_conf(d.dir, render_config(secs), name="link.conf")
+        rc, out, err = relayd(["-c", conf], "store through a symbolic link", timeout=10)
+        tap.ok(rc == 69 and "in use by another clicksend-relayd" in err,
+               "a second daemon on the same store through a symbolic link exits 69 too",
+               ["exit %r" % rc, err[-800:]])
+        secs["store"] = {"path": os.path.join(d.dir, "other.db")}
+        conf = write_conf(d.dir, render_config(secs), name="other-store.conf")
+        rc, out, err = relayd(["-c", conf], "other store, same unix socket", timeout=10)
+        tap.ok(rc == 69 and "another process is listening" in err,
+               "a daemon on another store exits 69 rather than take a live unix socket",
+               ["exit %r" % rc, err[-800:]])
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.settimeout(5)
+            s.connect(sock)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            got = s.recv(64)
+        except OSError as e:
+            got = repr(e).encode()
+        finally:
+            s.close()
+        tap.ok(got.startswith(b"HTTP/1.1 200"),
+               "the first daemon still answers on its unix socket", got)
     finally:
         d.close()
     d2 = Daemon(tap, tmpdir=d.dir, store={"path": d.db}, name="after-first")

@@ -53,11 +53,14 @@ def unix_request(path, data):
 def unix_fails_closed(d, sock):
     """Behind the unix-socket proxy an X-Forwarded-For that names no usable client never
     leaves the client as the trusted "unix" peer: 400 when too long, 403 for a hop that is
-    not an address, on every path."""
+    not exactly one address (nor an empty header), on every path."""
     for path in (IN + "?message_id=fc1&body=x", "/healthz", "/metrics"):
         for xff, want, what in (("192.0.2.1," * 500, 400, "an X-Forwarded-For over 4 KiB"),
                                 ("192.0.2.7, unknown", 403, "a hop that is not an address"),
-                                ("unknown", 403, "only a non-address")):
+                                ("unknown", 403, "only a non-address"),
+                                ("", 403, "an empty X-Forwarded-For"),
+                                ("192.0.2.7 203.0.113.9", 403, "a hop of two words"),
+                                ("192.0.2.7:4711", 403, "a hop with a port")):
             req = ("GET %s HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: %s\r\n"
                    "Connection: close\r\n\r\n" % (path, xff)).encode()
             tap.check_eq(parse_raw_status(unix_request(sock, req)), want,

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: ISC
 """The store writer seen from outside: a delivery
 outcome that cannot be recorded is kept and recorded later, never re-run; /healthz says 503
-when commits fail (file size limit standing in for a full disk); a store locked by another
+when commits fail (file size limit standing in for a full disk), also with no traffic; a store locked by another
 process makes webhooks wait, then 503, while /healthz keeps answering; kill -9 under load
 with a relay loses nothing acknowledged; retention keeps up with a large backlog."""
 
@@ -114,17 +114,25 @@ def stored_ids(d, prefix):
 
 @sqlite_only("a sqlite3 shell holds the SQLite write lock")
 def test_outcome_not_repeated():
-    """The store is locked when a script's attempt ends: the outcome is kept and recorded
-    once the lock goes; the script ran exactly once."""
+    """The store is locked when two scripts' attempts end, one done (exit 0) and one
+    permanent (exit 3): each outcome is kept and recorded once the lock goes; each script
+    ran exactly once."""
     tmp = tap.mkdtemp()
-    marks = os.path.join(tmp, "runs")
+    marks = {r: os.path.join(tmp, "runs-" + r) for r in ("slow", "perm")}
     script = os.path.join(tmp, "slow-relay")
     with open(script, "w") as f:
         f.write("#!%s\nimport sys, time\nsys.stdin.read()\ntime.sleep(1.5)\n"
-                "open(sys.argv[1], 'a').write('run\\n')\n" % sys.executable)
+                "open(sys.argv[1], 'a').write('run\\n')\nsys.exit(int(sys.argv[2]))\n"
+                % sys.executable)
     os.chmod(script, 0o755)
-    d = Daemon(tap, name="outcome", sections={"relay:slow": {
-        "exec": script, "args": marks, "retry_schedule": "1s"}})
+    d = Daemon(tap, name="outcome", sections={
+        "relay:slow": {"exec": script, "args": marks["slow"] + " 0", "retry_schedule": "1s"},
+        "relay:perm": {"exec": script, "args": marks["perm"] + " 3", "retry_schedule": "1s"}})
+
+    def runs(relay):
+        p = marks[relay]
+        return open(p).read().count("run") if os.path.exists(p) else 0
+
     try:
         tap.check_eq(post(d, "oc-1"), 200, "outcome: the webhook is stored")
         holder = LockHolder(d.db)
@@ -132,16 +140,19 @@ def test_outcome_not_repeated():
             tap.skip("outcome: recorded later, not repeated", "no lock: %r" % holder.why)
             holder.release()
             return
-        time.sleep(6)           # the script ends at ~1.5 s; its record fails for 4.5 s
-        runs_locked = open(marks).read().count("run") if os.path.exists(marks) else 0
+        time.sleep(6)           # the scripts end at ~1.5 s; their records fail for 4.5 s
+        runs_locked = {r: runs(r) for r in marks}
         holder.release()
-        rows = wait_for(lambda: [r for r in d.sql(
-            "SELECT state, attempts FROM deliveries") if r["state"] == "done"], 40)
-        runs = open(marks).read().count("run") if os.path.exists(marks) else 0
-        tap.check_eq(runs_locked, 1, "outcome: the script ran once while the store was locked")
-        tap.check_eq(runs, 1, "outcome: the script was not run again after the lock went")
-        tap.ok(len(rows) == 1 and rows[0]["attempts"] == 1,
-               "outcome: the kept outcome was recorded: done after 1 attempt", repr(rows))
+        q = "SELECT relay, state, attempts FROM deliveries ORDER BY relay"
+        wait_for(lambda: all(r["state"] != "pending" for r in d.sql(q)), 40)
+        rows = d.sql(q)
+        tap.check_eq(runs_locked, {"slow": 1, "perm": 1},
+                     "outcome: each script ran once while the store was locked")
+        tap.check_eq({r: runs(r) for r in marks}, {"slow": 1, "perm": 1},
+                     "outcome: neither script was run again after the lock went")
+        tap.check_eq([(r["relay"], r["state"], r["attempts"]) for r in rows],
+                     [("perm", "dead", 1), ("slow", "done", 1)],
+                     "outcome: the kept outcomes were recorded: done and dead after 1 attempt")
         tap.ok("cannot record the outcome" in d.log(),
                "outcome: the failed record is logged", d.log()[-1500:])
     finally:
@@ -181,6 +192,35 @@ def test_disk_full():
                sorted(refused & got)[:10])
         ok = wait_for(lambda: d.request("GET", "/healthz", timeout=5).status == 200, 15, 0.5)
         tap.ok(ok, "disk full: /healthz answers 200 again once commits work")
+    finally:
+        d.close()
+
+
+@sqlite_only("RLIMIT_FSIZE on the SQLite store file stands in for a full disk")
+def test_disk_full_idle():
+    """The disk fills while no webhook comes: the writer's idle probe is a real write (not
+    a read), so /healthz turns 503 by itself within a few seconds, and 200 once there is
+    room again."""
+    d = Daemon(tap, name="diskidle")
+    try:
+        tap.check_eq(post(d, "di-0"), 200, "idle disk full: a webhook before the limit")
+        tap.check_eq(d.request("GET", "/healthz", timeout=5).status, 200,
+                     "idle disk full: /healthz answers 200 before the limit")
+        _, hard = resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (1, hard))
+        last = {}
+
+        def health(want):
+            r = d.request("GET", "/healthz", timeout=5)
+            last["r"] = (r.status, r.body[:300])
+            return r.status == want
+
+        tap.ok(wait_for(lambda: health(503), 15, 0.5),
+               "idle disk full: /healthz answers 503 with no webhook sent", repr(last.get("r")))
+        resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+        tap.ok(wait_for(lambda: health(200), 15, 0.5),
+               "idle disk full: /healthz answers 200 again once there is room",
+               repr(last.get("r")))
     finally:
         d.close()
 
@@ -335,6 +375,7 @@ def test_retention_catches_up():
 
 tap.run(test_outcome_not_repeated)
 tap.run(test_disk_full)
+tap.run(test_disk_full_idle)
 tap.run(test_locked_under_load)
 tap.run(test_kill9_rounds)
 tap.run(test_retention_catches_up)
