@@ -373,10 +373,61 @@ def test_retention_catches_up():
         d.close()
 
 
+def wal_index(db):
+    """mxFrame (WAL pages committed) and nBackfill (pages copied into the database) from
+    the WAL-index header of DB's -shm file (native byte order, offsets 16 and 96)."""
+    import struct
+    with open(db + "-shm", "rb") as f:
+        head = f.read(100)
+    return struct.unpack_from("=I", head, 16)[0], struct.unpack_from("=I", head, 96)[0]
+
+
+@sqlite_only("the WAL and its checkpoints are SQLite's")
+def test_checkpoint_thread():
+    """The daemon's checkpoints run on a thread of their own: a WAL far below SQLite's
+    1000-page autocheckpoint is copied into the database file within a few idle seconds
+    (SQLite on its own would leave it until 1000 pages), and under a stream of writes the
+    WAL keeps being copied and rewound, nothing lost."""
+    d = Daemon(tap, name="ckpt")
+    try:
+        codes = [post(d, "ck-%d" % i) for i in range(20)]
+        tap.ok(codes == [200] * 20, "checkpoint: 20 webhooks stored", repr(set(codes)))
+        frames = wal_index(d.db)
+        tap.ok(frames[0] > 0, "checkpoint: the WAL holds the commits", repr(frames))
+        done = wait_for(lambda: wal_index(d.db)[1] == wal_index(d.db)[0], 8, 0.2)
+        tap.ok(done, "checkpoint: an idle daemon copies its WAL into the database within a "
+               "few seconds", "mxFrame, nBackfill: %r" % (wal_index(d.db),))
+        errs = []
+
+        def stream(t):
+            for i in range(300):
+                try:
+                    if post(d, "ck-%d-%d" % (t, i)) != 200:
+                        errs.append(i)
+                except OSError as e:
+                    errs.append(str(e))
+        th = [threading.Thread(target=stream, args=(t,)) for t in range(4)]
+        for t in th:
+            t.start()
+        for t in th:
+            t.join(120)
+        tap.ok(not errs, "checkpoint: 1200 more webhooks stored while checkpoints run",
+               errs[:5])
+        tap.check_eq(d.sql_value("SELECT count(*) FROM events"), 1220,
+                     "checkpoint: every event is in the store")
+        wal = os.path.getsize(d.db + "-wal")
+        tap.ok(wal < 16000 * 4200, "checkpoint: the WAL stays bounded (%d bytes)" % wal)
+        tap.check_eq(d.sql_value("PRAGMA integrity_check"), "ok",
+                     "checkpoint: integrity_check ok")
+    finally:
+        d.close()
+
+
 tap.run(test_outcome_not_repeated)
 tap.run(test_disk_full)
 tap.run(test_disk_full_idle)
 tap.run(test_locked_under_load)
 tap.run(test_kill9_rounds)
 tap.run(test_retention_catches_up)
+tap.run(test_checkpoint_thread)
 tap.done()
