@@ -84,8 +84,9 @@ outbox_readies_clear(struct outbox *ob)
 		outbox_ready_clear(rs);
 }
 
-/* Free slots of a relay now: its concurrency less the attempts in flight, under its rate.
- * all gets every job of the relay (those still recording too). */
+/* Free slots of a relay now: its concurrency less the attempts in flight, under its rate,
+ * none while OUTBOX_RECORDING_MAX outcomes per slot wait for their record. all gets every
+ * job of the relay (those still recording too). */
 static int
 outbox_free_slots(struct outbox *ob, const struct config_relay *rl, int *all)
 {
@@ -93,6 +94,9 @@ outbox_free_slots(struct outbox *ob, const struct config_relay *rl, int *all)
 
 	outbox_relay_jobs(ob, rl->name, &attempting, all);
 	if ((free_slots = (int)rl->concurrency - attempting) <= 0)
+		return 0;
+	/* records that do not land (a store locked or full) hold up new attempts */
+	if (*all - attempting >= (int)rl->concurrency * OUTBOX_RECORDING_MAX)
 		return 0;
 	return outbox_rate_slots(ob, rl, free_slots);
 }
@@ -159,6 +163,9 @@ outbox_fetch_done(int result, const char *err, void *arg)
 			    "outbox: cannot read due deliveries: %s (trying again each second)",
 			    err);
 		rs->failing = 1;
+		/* the read may have worked in a batch whose commit failed */
+		if (f->n > 0)
+			store_deliveries_free(f->ds, (size_t)f->n);
 		free(f);
 		return;
 	}

@@ -11,6 +11,7 @@
 #define OUTBOX_CLAIM_EXTRA_MS 30000 /* a claim lasts the relay's timeout and this */
 #define OUTBOX_PREFETCH	      32    /* due rows fetched beyond the free slots, at least */
 #define OUTBOX_PREFETCH_MAX   256   /* and at most */
+#define OUTBOX_RECORDING_MAX  16    /* outcomes awaiting their record, per slot of a relay */
 #define OUTBOX_READY_MAX_MS   5000  /* rows in hand are dropped after this */
 
 struct config;

@@ -4,7 +4,8 @@
  * relay, and records the outcome on the row through the store writer. An attempt frees
  * its slot when it ends; its job stays, holding the outcome and keeping the row from
  * being started again, until the row update is committed. A failed record is kept and
- * tried again after a back-off, never the attempt. Rows are the only state that survives: an
+ * tried again after a back-off, never the attempt, and its job takes the slot back until the
+ * record lands (failing records do not let attempts pile up). Rows are the only state that survives: an
  * attempt cut short by a crash or shutdown leaves its row pending, so it is tried again
  * after the next start (at-least-once, same webhook-id). */
 #include <stdlib.h>
@@ -340,7 +341,8 @@ outbox_record_retry_cb(evutil_socket_t fd, short what, void *arg)
 	outbox_record_submit(arg);
 }
 
-/* The record failed: the outcome stays with the job (and its slot) and goes again. */
+/* The record failed: the outcome stays with the job, which holds its slot again (see
+ * outbox_relay_jobs), and goes again after a back-off. */
 static void
 outbox_record_later(struct outbox_job *j, const char *err)
 {
@@ -475,8 +477,9 @@ outbox_start(struct outbox *ob, const struct config_relay *rl, struct store_deli
 	}
 }
 
-/* Jobs of RELAY: attempts in flight (holding a slot), and all of them (with those whose
- * outcome is still being recorded). */
+/* Jobs of RELAY: those holding a slot (attempts in flight, and ended attempts whose record
+ * failed and waits to go again), and all of them (with those whose outcome is still being
+ * recorded). */
 void
 outbox_relay_jobs(const struct outbox *ob, const char *relay, int *attempting, int *all)
 {
@@ -486,7 +489,8 @@ outbox_relay_jobs(const struct outbox *ob, const char *relay, int *attempting, i
 	TAILQ_FOREACH(j, &ob->jobs, entry) {
 		if (strcmp(j->d.relay, relay) == 0) {
 			(*all)++;
-			*attempting += !j->recording;
+			/* a record that failed keeps the slot until it lands */
+			*attempting += !j->recording || j->rec.tries > 0;
 		}
 	}
 }

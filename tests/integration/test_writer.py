@@ -32,9 +32,10 @@ tap = Tap(timeout=240, name="writer")
 class Sink:
     """Loopback receiver answering 200 and counting webhook-ids and event ids."""
 
-    def __init__(self):
+    def __init__(self, hold_first=0.0):
         self.lock = threading.Lock()
         self.ids = {}
+        self.hold_first = hold_first    # seconds the first request is held before its 200
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -45,7 +46,10 @@ class Sink:
                 self.rfile.read(n)
                 wid = self.headers.get("webhook-id") or ""
                 with sink.lock:
+                    first = not sink.ids
                     sink.ids[wid] = sink.ids.get(wid, 0) + 1
+                if first and sink.hold_first:
+                    time.sleep(sink.hold_first)
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -373,6 +377,35 @@ def test_retention_catches_up():
         d.close()
 
 
+@sqlite_only("RLIMIT_FSIZE on the SQLite store file stands in for a full disk")
+def test_failed_record_keeps_slot():
+    """While outcomes cannot be recorded (the disk full: reads still work, so due rows keep
+    coming), attempts do not pile up: with concurrency 1, at most 16 outcomes wait for
+    their record before no new attempt starts, and an attempt whose record failed takes its
+    slot back. Once there is room, all 60 deliveries are done, each sent once."""
+    sink = Sink(hold_first=2.0)
+    d = Daemon(tap, name="recslot", sections={
+        "relay:one": {"url": sink.url(), "concurrency": "1"}})
+    try:
+        codes = [post(d, "rs-%d" % i) for i in range(60)]
+        tap.check_eq(codes, [200] * 60, "record slot: 60 webhooks stored")
+        tap.ok(wait_for(lambda: len(sink.ids) >= 1, 10, 0.05),
+               "record slot: the first attempt reached the sink (held there 2 s)", sink.ids)
+        _, hard = resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (1, hard))
+        time.sleep(8)           # the held attempt ends at ~2 s; records fail from then on
+        during = len(sink.ids)
+        resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+        tap.ok(during <= 18, "record slot: at most 16 outcomes (and the attempts in flight) "
+               "wait for their record while the disk is full", "%d sent" % during)
+        done = wait_for(lambda: d.sql_value(
+            "SELECT count(*) FROM deliveries WHERE state = 'done'") == 60, 60, 0.2)
+        tap.ok(done and len(sink.ids) == 60 and set(sink.ids.values()) == {1},
+               "record slot: once there is room all 60 are done, each sent once",
+               "%d sent, counts %r" % (len(sink.ids), set(sink.ids.values())))
+    finally:
+        d.close()
+
 def wal_index(db):
     """mxFrame (WAL pages committed) and nBackfill (pages copied into the database) from
     the WAL-index header of DB's -shm file (native byte order, offsets 16 and 96)."""
@@ -430,4 +463,5 @@ tap.run(test_locked_under_load)
 tap.run(test_kill9_rounds)
 tap.run(test_retention_catches_up)
 tap.run(test_checkpoint_thread)
+tap.run(test_failed_record_keeps_slot)
 tap.done()
