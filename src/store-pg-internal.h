@@ -19,15 +19,15 @@
  * another node claims are skipped. PG_DUE_PICK(extra) selects them (extra: more
  * conditions), PG_DUE_CLAIM claims what the CTE c picked and returns each with its event.
  */
-#define PG_DUE_PICK(extra)                                                                   \
-	"SELECT id FROM deliveries WHERE relay = $1 AND state = 'pending' AND blocked = 0 "  \
-	"AND next_attempt_at <= $2 AND (claim_until IS NULL OR claim_until < $2 OR "         \
+#define PG_DUE_PICK(extra)                                                                  \
+	"SELECT id FROM deliveries WHERE relay = $1 AND state = 'pending' AND blocked = 0 " \
+	"AND next_attempt_at <= $2 AND (claim_until IS NULL OR claim_until < $2 OR "        \
 	"claimed_by = $4)" extra " ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"
-#define PG_DUE_CLAIM                                                                          \
-	"UPDATE deliveries d SET claimed_by = $4, claim_until = $2::timestamptz + "           \
-	"$5::bigint * interval '1 millisecond' FROM c, events e WHERE d.id = c.id AND "       \
-	"e.id = d.event_id RETURNING d.id, d.event_id, d.attempts, d.relay, e.kind, e.format, " \
-	PG_TIME("e.received_at") " AS received_at, e.payload, " PG_TIME(                      \
+#define PG_DUE_CLAIM                                                                    \
+	"UPDATE deliveries d SET claimed_by = $4, claim_until = $2::timestamptz + "     \
+	"$5::bigint * interval '1 millisecond' FROM c, events e WHERE d.id = c.id AND " \
+	"e.id = d.event_id RETURNING d.id, d.event_id, d.attempts, d.relay, e.kind, "   \
+	"e.format, " PG_TIME("e.received_at") " AS received_at, e.payload, " PG_TIME(   \
 	    "d.next_attempt_at") " AS next_attempt_at"
 
 struct pg_conn;

@@ -37,15 +37,17 @@ static const char *pg_rate_used_sql =
     "t.since) * 1000)::bigint, 0) FROM t LEFT JOIN relay_starts s ON s.relay = $1 AND "
     "s.started_at >= t.since GROUP BY t.since";
 /* The claim of store_pg_due less the rows in $6, and one start for each row claimed. */
+#define PG_RATE_PICK PG_DUE_PICK(" AND NOT (id = ANY ($6::bigint[]))")
+#define PG_RATE_START \
+	"INSERT INTO relay_starts (relay, started_at) SELECT $1, clock_timestamp() FROM u"
 static const char *pg_rate_claim_sql =
-    "WITH c AS (" PG_DUE_PICK(" AND NOT (id = ANY ($6::bigint[]))") "), u AS (" PG_DUE_CLAIM
-    "), s AS (INSERT INTO relay_starts (relay, started_at) SELECT $1, clock_timestamp() "
-    "FROM u) SELECT * FROM u";
+    "WITH c AS (" PG_RATE_PICK "), u AS (" PG_DUE_CLAIM "), s AS (" PG_RATE_START ") "
+    "SELECT * FROM u";
 
 /* Starts of RELAY within the last window_ms, and ms until the oldest of them leaves it. */
 static int
-pg_rate_used(struct store *st, const char *relay, int64_t window_ms, long long *used,
-    long long *oldest_ms)
+pg_rate_used(
+    struct store *st, const char *relay, int64_t window_ms, long long *used, long long *oldest_ms)
 {
 	char win[24];
 	const char *p[2] = { relay, win };
@@ -76,8 +78,8 @@ pg_rate_skip(const struct store_rate *rate)
 }
 
 static int
-pg_rate_claim(struct store *st, const char *relay, const char *now, size_t grant,
-    int64_t claim_ms, const struct store_rate *rate, struct store_delivery **out)
+pg_rate_claim(struct store *st, const char *relay, const char *now, size_t grant, int64_t claim_ms,
+    const struct store_rate *rate, struct store_delivery **out)
 {
 	char lim[24], claim[24], *skip = pg_rate_skip(rate);
 	const char *p[6] = { relay, now, lim, st->pg->node, claim, skip };
