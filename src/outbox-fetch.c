@@ -36,6 +36,7 @@ struct outbox_ready {
 	int fetching;		   /* a fetch is with the writer */
 	int again;		   /* a slot freed meanwhile: run once more after it */
 	int failing;		   /* the last fetch failed (logged once until one works) */
+	int64_t rate_at;	   /* shared rate: no token before this monotonic ms */
 	TAILQ_ENTRY(outbox_ready) entry;
 };
 
@@ -179,8 +180,10 @@ outbox_fetch_done(int result, const char *err, void *arg)
 		free(f);
 		return;
 	}
-	if (rated && f->rate.wait_ms > 0)
+	if (rated && f->rate.wait_ms > 0) {
+		rs->rate_at = outbox_mono_ms() + f->rate.wait_ms;
 		outbox_rate_arm(ob, f->rate.wait_ms);
+	}
 	if (rs->failing)
 		log_ctx(LOG_INFO, 0, rs->relay, "outbox: due deliveries read again");
 	rs->failing = 0;
@@ -242,6 +245,23 @@ outbox_want(struct outbox_ready *rs)
 	return want;
 }
 
+/* A relay of outbox_rated: rows claimed ahead would start later than their tokens, so it
+ * asks for the free slots only, and not before the store said a token frees. */
+static void
+outbox_run_rated(struct outbox *ob, const struct config_relay *rl, struct outbox_ready *rs,
+    const char *now, int free_slots)
+{
+	int64_t wait = rs->rate_at - outbox_mono_ms();
+
+	if (free_slots <= 0)
+		return;
+	if (wait > 0) {
+		outbox_rate_arm(ob, wait);
+		return;
+	}
+	outbox_fetch(ob, rl, rs, now, (size_t)free_slots);
+}
+
 /* Starts due deliveries of one relay from the rows in hand, and fetches more when few are
  * left. The query returns the rows of the relay's jobs and those in hand first (they are
  * still pending and due), so it asks for that many more than it wants. */
@@ -266,10 +286,7 @@ outbox_run_relay(struct outbox *ob, const struct config_relay *rl, const char *n
 		return;
 	}
 	if (outbox_rated(ob, rl)) {
-		/* Rows claimed ahead would start later than their tokens: exactly the free
-		 * slots, and the rows the relay's jobs hold are left out of the claim. */
-		if (free_slots > 0)
-			outbox_fetch(ob, rl, rs, now, (size_t)free_slots);
+		outbox_run_rated(ob, rl, rs, now, free_slots);
 		return;
 	}
 	if (free_slots <= 0 && left >= rs->want / 2)

@@ -97,8 +97,9 @@ pg_rate_claim(struct store *st, const char *relay, const char *now, size_t grant
 	return n;
 }
 
-/* Tokens free: rate->n less the starts in the window, up to limit; when fewer than
- * limit, rate->wait_ms says when the next frees. Then at most that many rows claimed. */
+/* Tokens free: rate->n less the starts in the window, up to limit; at most that many rows
+ * claimed. When that took every free token and fewer than limit, rate->wait_ms says when
+ * the next frees. */
 int
 store_pg_due_rated(struct store *st, const char *relay, const char *now, size_t limit,
     int64_t claim_ms, struct store_rate *rate, struct store_delivery **out)
@@ -107,6 +108,7 @@ store_pg_due_rated(struct store *st, const char *relay, const char *now, size_t 
 	const char *p[1] = { relay };
 	long long used, oldest_ms;
 	size_t grant;
+	int n;
 
 	*out = NULL;
 	if (store_pg_run(st, pg_rate_lock_sql, 1, 1, p) == -1 ||
@@ -121,5 +123,8 @@ store_pg_due_rated(struct store *st, const char *relay, const char *now, size_t 
 		*out = xcalloc(1, sizeof(**out));
 		return 0;
 	}
-	return pg_rate_claim(st, relay, now, grant, claim_ms, rate, out);
+	if ((n = pg_rate_claim(st, relay, now, grant, claim_ms, rate, out)) >= 0 &&
+	    (size_t)n < grant)
+		rate->wait_ms = 0; /* tokens are left: nothing more is due */
+	return n;
 }

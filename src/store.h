@@ -110,7 +110,8 @@ struct store_rate {
 	int64_t window_ms;
 	const int64_t *skip; /* rows this node's jobs hold: not claimed again */
 	size_t nskip;
-	int64_t wait_ms; /* out: > 0 when fewer tokens than limit were free: until one frees */
+	int64_t wait_ms; /* out: > 0 when every free token was taken, fewer than limit:
+			  * no token frees before that many ms */
 };
 /*
  * store_due for a relay with a rate, the limit shared by every node of a shared store:
