@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: ISC */
 /* The outbox's reads of due deliveries: one fetch per relay at a time through the store
  * writer (a claim, in a shared store), and the rows it found kept in hand so that a slot
- * that frees starts the next row at once. */
+ * that frees starts the next row at once; in a shared store, a relay with a rate takes
+ * its tokens with the claim and keeps nothing in hand. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@ struct outbox_ready {
 	int fetching;		   /* a fetch is with the writer */
 	int again;		   /* a slot freed meanwhile: run once more after it */
 	int failing;		   /* the last fetch failed (logged once until one works) */
+	int64_t rate_at;	   /* shared rate: no token before this monotonic ms */
 	TAILQ_ENTRY(outbox_ready) entry;
 };
 
@@ -47,9 +49,20 @@ struct outbox_fetch {
 	char now[32];
 	size_t limit;
 	int64_t claim_ms;
+	int rated;		/* store_due_rated: rate tokens taken with the claim */
+	struct store_rate rate; /* its skip is held */
+	int64_t *held;		/* the ids the relay's jobs held */
 	struct store_delivery *ds;
 	int n;
 };
+
+/* A relay whose rate every node of a shared store counts together (store_due_rated):
+ * what it fetches it starts at once, so it keeps no rows in hand. */
+static int
+outbox_rated(const struct outbox *ob, const struct config_relay *rl)
+{
+	return rl->rate > 0 && store_shared(ob->store);
+}
 
 static void
 outbox_ready_clear(struct outbox_ready *rs)
@@ -122,7 +135,11 @@ outbox_fetch_work(void *handle, void *arg)
 {
 	struct outbox_fetch *f = arg;
 
-	f->n = store_due(handle, f->rs->relay, f->now, f->limit, f->claim_ms, &f->ds);
+	if (f->rated)
+		f->n = store_due_rated(
+		    handle, f->rs->relay, f->now, f->limit, f->claim_ms, &f->rate, &f->ds);
+	else
+		f->n = store_due(handle, f->rs->relay, f->now, f->limit, f->claim_ms, &f->ds);
 	return f->n == -1 ? -1 : 0;
 }
 
@@ -154,9 +171,10 @@ outbox_fetch_done(int result, const char *err, void *arg)
 	struct outbox *ob = f->ob;
 	struct outbox_ready *rs = f->rs;
 	const struct config_relay *rl;
-	int all;
+	int all, rated = f->rated;
 
 	rs->fetching = 0;
+	free(f->held);
 	if (result != STORE_WRITER_OK) {
 		if (!rs->failing)
 			log_ctx(LOG_ERR, 0, rs->relay,
@@ -168,6 +186,10 @@ outbox_fetch_done(int result, const char *err, void *arg)
 			store_deliveries_free(f->ds, (size_t)f->n);
 		free(f);
 		return;
+	}
+	if (rated && f->rate.wait_ms > 0) {
+		rs->rate_at = outbox_mono_ms() + f->rate.wait_ms;
+		outbox_rate_arm(ob, f->rate.wait_ms);
 	}
 	if (rs->failing)
 		log_ctx(LOG_INFO, 0, rs->relay, "outbox: due deliveries read again");
@@ -184,6 +206,8 @@ outbox_fetch_done(int result, const char *err, void *arg)
 		return;
 	}
 	(void)outbox_ready_start(ob, rl, rs, outbox_free_slots(ob, rl, &all));
+	if (rated)
+		outbox_ready_clear(rs); /* their tokens were for now: fetched again later */
 	if (rs->again) {
 		rs->again = 0;
 		outbox_wake(ob);
@@ -201,6 +225,12 @@ outbox_fetch(struct outbox *ob, const struct config_relay *rl, struct outbox_rea
 	snprintf(f->now, sizeof(f->now), "%s", now);
 	f->limit = limit;
 	f->claim_ms = (int64_t)rl->timeout_ms + OUTBOX_CLAIM_EXTRA_MS;
+	if ((f->rated = outbox_rated(ob, rl))) {
+		f->rate.n = rl->rate;
+		f->rate.window_ms = (int64_t)rl->rate_window_ms;
+		f->rate.nskip = outbox_relay_held(ob, rl->name, &f->held);
+		f->rate.skip = f->held;
+	}
 	rs->fetching = 1;
 	store_writer_submit(ob->writer, outbox_fetch_work, outbox_fetch_done, f);
 }
@@ -220,6 +250,23 @@ outbox_want(struct outbox_ready *rs)
 	rs->started = 0;
 	rs->want = want;
 	return want;
+}
+
+/* A relay of outbox_rated: rows claimed ahead would start later than their tokens, so it
+ * asks for the free slots only, and not before the store said a token frees. */
+static void
+outbox_run_rated(struct outbox *ob, const struct config_relay *rl, struct outbox_ready *rs,
+    const char *now, int free_slots)
+{
+	int64_t wait = rs->rate_at - outbox_mono_ms();
+
+	if (free_slots <= 0)
+		return;
+	if (wait > 0) {
+		outbox_rate_arm(ob, wait);
+		return;
+	}
+	outbox_fetch(ob, rl, rs, now, (size_t)free_slots);
 }
 
 /* Starts due deliveries of one relay from the rows in hand, and fetches more when few are
@@ -243,6 +290,10 @@ outbox_run_relay(struct outbox *ob, const struct config_relay *rl, const char *n
 	left = rs->n - rs->next;
 	if (rs->fetching) {
 		rs->again |= free_slots > 0;
+		return;
+	}
+	if (outbox_rated(ob, rl)) {
+		outbox_run_rated(ob, rl, rs, now, free_slots);
 		return;
 	}
 	if (free_slots <= 0 && left >= rs->want / 2)

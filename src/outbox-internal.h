@@ -30,6 +30,7 @@ struct outbox {
 	struct event *wake_ev;
 	struct event *due_ev;  /* the next retry falling due between ticks */
 	struct event *rate_ev; /* a relay held back by its rate may start again */
+	int64_t rate_at;       /* monotonic ms rate_ev fires at, when pending */
 	struct relay_ctl *ctl;
 	int64_t paused_read_at;	       /* monotonic ms; 0 never */
 	int paused_reading;	       /* a read of the relays table is with the writer */
@@ -51,8 +52,12 @@ void outbox_start(struct outbox *, const struct config_relay *, struct store_del
 void outbox_relay_jobs(const struct outbox *, const char *relay, int *attempting, int *all);
 /* Whether a job holds that delivery: in flight, or its outcome not yet committed. */
 int outbox_claimed(const struct outbox *, int64_t delivery_id);
+/* The delivery ids RELAY's jobs hold (*ids freed by the caller); their count. */
+size_t outbox_relay_held(const struct outbox *, const char *relay, int64_t **ids);
 /* Slots left under the relay's rate; when none, a timer for when one frees. */
 int outbox_rate_slots(struct outbox *, const struct config_relay *, int free_slots);
+/* Runs the relays again in wait_ms (a sooner run already set stays). */
+void outbox_rate_arm(struct outbox *, int64_t wait_ms);
 
 /* outbox-fetch.c */
 /* Starts due deliveries of one relay from the rows in hand; fetches more when few are left. */

@@ -508,6 +508,35 @@ outbox_claimed(const struct outbox *ob, int64_t delivery_id)
 	return 0;
 }
 
+/* The delivery ids RELAY's jobs hold (*ids freed by the caller); their count. */
+size_t
+outbox_relay_held(const struct outbox *ob, const char *relay, int64_t **ids)
+{
+	const struct outbox_job *j;
+	size_t n = 0;
+
+	*ids = xreallocarray(NULL, (size_t)ob->njobs + 1, sizeof(**ids));
+	TAILQ_FOREACH(j, &ob->jobs, entry) {
+		if (strcmp(j->d.relay, relay) == 0)
+			(*ids)[n++] = j->d.id;
+	}
+	return n;
+}
+
+/* Runs the relays again in wait_ms, when a relay held back by its rate may start; the
+ * timer already set for sooner stays. */
+void
+outbox_rate_arm(struct outbox *ob, int64_t wait_ms)
+{
+	struct timeval tv = { (time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000 };
+	int64_t at = outbox_mono_ms() + wait_ms;
+
+	if (evtimer_pending(ob->rate_ev, NULL) && ob->rate_at <= at)
+		return;
+	ob->rate_at = at;
+	evtimer_add(ob->rate_ev, &tv);
+}
+
 /* Slots left under the relay's rate; when none, a timer for when one frees. */
 int
 outbox_rate_slots(struct outbox *ob, const struct config_relay *rl, int free_slots)
@@ -516,10 +545,7 @@ outbox_rate_slots(struct outbox *ob, const struct config_relay *rl, int free_slo
 	unsigned n = relay_ctl_allowance(ob->ctl, rl, outbox_mono_ms(), &wait);
 
 	if (n == 0) {
-		struct timeval tv = { (time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000 };
-
-		if (!evtimer_pending(ob->rate_ev, NULL))
-			evtimer_add(ob->rate_ev, &tv);
+		outbox_rate_arm(ob, wait);
 		return 0;
 	}
 	return n < (unsigned)free_slots ? (int)n : free_slots;

@@ -98,6 +98,16 @@ store_due(struct store *st, const char *relay, const char *now, size_t limit, in
 }
 
 int
+store_due_rated(struct store *st, const char *relay, const char *now, size_t limit,
+    int64_t claim_ms, struct store_rate *rate, struct store_delivery **out)
+{
+	rate->wait_ms = 0;
+	if (st->be->due_rated == NULL)
+		return st->be->due(st, relay, now, limit + rate->nskip, claim_ms, out);
+	return st->be->due_rated(st, relay, now, limit, claim_ms, rate, out);
+}
+
+int
 store_pending_relays(struct store *st, void (*fn)(const char *, long long, void *), void *arg)
 {
 	return st->be->pending_relays(st, fn, arg);

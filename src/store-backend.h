@@ -44,6 +44,9 @@ struct store_backend {
 	int (*relay_counts)(struct store *, const char *, long long *, long long *, int *);
 	int (*due)(struct store *, const char *relay, const char *now, size_t limit,
 	    int64_t claim_ms, struct store_delivery **out);
+	/* Optional (absent: due, the rate left to the daemon). store_due_rated. */
+	int (*due_rated)(struct store *, const char *relay, const char *now, size_t limit,
+	    int64_t claim_ms, struct store_rate *, struct store_delivery **out);
 	int (*delivery_record)(struct store *, const struct store_delivery *, const char *state,
 	    const char *next_at, const char *last_at, const char *result, const char *done_at);
 	int (*unblock_next)(struct store *, int64_t delivery_id);

@@ -14,6 +14,22 @@
 /* Time columns are timestamptz; the daemon reads and writes the text form of §5. */
 #define PG_TIME(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
+/*
+ * Due deliveries of a relay ($1) at $2, at most $3, claimed for node $4 for $5 ms: rows
+ * another node claims are skipped. PG_DUE_PICK(extra) selects them (extra: more
+ * conditions), PG_DUE_CLAIM claims what the CTE c picked and returns each with its event.
+ */
+#define PG_DUE_PICK(extra)                                                                  \
+	"SELECT id FROM deliveries WHERE relay = $1 AND state = 'pending' AND blocked = 0 " \
+	"AND next_attempt_at <= $2 AND (claim_until IS NULL OR claim_until < $2 OR "        \
+	"claimed_by = $4)" extra " ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"
+#define PG_DUE_CLAIM                                                                    \
+	"UPDATE deliveries d SET claimed_by = $4, claim_until = $2::timestamptz + "     \
+	"$5::bigint * interval '1 millisecond' FROM c, events e WHERE d.id = c.id AND " \
+	"e.id = d.event_id RETURNING d.id, d.event_id, d.attempts, d.relay, e.kind, "   \
+	"e.format, " PG_TIME("e.received_at") " AS received_at, e.payload, " PG_TIME(   \
+	    "d.next_attempt_at") " AS next_attempt_at"
+
 struct pg_conn;
 struct store_pg_rows;
 
@@ -68,6 +84,11 @@ int store_pg_event_seen(struct store *, const char *kind, const char *message_id
 int store_pg_probe(struct store *);
 int store_pg_due(struct store *, const char *relay, const char *now, size_t limit, int64_t claim_ms,
     struct store_delivery **out);
+/* The rows of PG_DUE_CLAIM as deliveries, oldest first (*out freed by the caller). */
+int store_pg_deliveries(const struct store_pg_rows *, struct store_delivery **out);
+/* store-pg-rate.c */
+int store_pg_due_rated(struct store *, const char *relay, const char *now, size_t limit,
+    int64_t claim_ms, struct store_rate *, struct store_delivery **out);
 int store_pg_delivery_record(struct store *, const struct store_delivery *, const char *state,
     const char *next_at, const char *last_at, const char *result, const char *done_at);
 int store_pg_unblock_next(struct store *, int64_t delivery_id);

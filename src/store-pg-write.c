@@ -142,14 +142,7 @@ store_pg_probe(struct store *st)
 	    0;
 }
 
-static const char *pg_due_sql =
-    "WITH c AS (SELECT id FROM deliveries WHERE relay = $1 AND state = 'pending' AND "
-    "blocked = 0 AND next_attempt_at <= $2 AND (claim_until IS NULL OR claim_until < $2 OR "
-    "claimed_by = $4) ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) "
-    "UPDATE deliveries d SET claimed_by = $4, claim_until = $2::timestamptz + "
-    "$5::bigint * interval '1 millisecond' FROM c, events e WHERE d.id = c.id AND "
-    "e.id = d.event_id RETURNING d.id, d.event_id, d.attempts, d.relay, e.kind, e.format, " PG_TIME(
-	"e.received_at") ", e.payload, " PG_TIME("d.next_attempt_at");
+static const char *pg_due_sql = "WITH c AS (" PG_DUE_PICK("") ") " PG_DUE_CLAIM;
 
 static char *
 pg_dup(const struct store_pg_rows *r, int row, int col)
@@ -169,21 +162,12 @@ pg_delivery_cmp(const void *a, const void *b)
 	return c != 0 ? c : (x->id > y->id) - (x->id < y->id);
 }
 
+/* The rows of PG_DUE_CLAIM as deliveries, oldest first; their count. */
 int
-store_pg_due(struct store *st, const char *relay, const char *now, size_t limit, int64_t claim_ms,
-    struct store_delivery **out)
+store_pg_deliveries(const struct store_pg_rows *r, struct store_delivery **out)
 {
-	char lim[24], claim[24];
-	const char *p[5] = { relay, now, lim, st->pg->node, claim };
-	struct store_pg_rows *r;
-	int n, i;
+	int n = store_pg_nrows(r), i;
 
-	snprintf(lim, sizeof(lim), "%zu", limit);
-	snprintf(claim, sizeof(claim), "%" PRId64, claim_ms);
-	*out = NULL;
-	if ((r = store_pg_query(st, pg_due_sql, 1, 5, p)) == NULL)
-		return -1;
-	n = store_pg_nrows(r);
 	*out = xcalloc(n > 0 ? (size_t)n : 1, sizeof(**out));
 	for (i = 0; i < n; i++) {
 		struct store_delivery *d = &(*out)[i];
@@ -197,8 +181,26 @@ store_pg_due(struct store *st, const char *relay, const char *now, size_t limit,
 		d->payload = pg_dup(r, i, 7);
 		d->next_attempt_at = pg_dup(r, i, 8);
 	}
-	store_pg_rows_free(r);
 	qsort(*out, (size_t)n, sizeof(**out), pg_delivery_cmp);
+	return n;
+}
+
+int
+store_pg_due(struct store *st, const char *relay, const char *now, size_t limit, int64_t claim_ms,
+    struct store_delivery **out)
+{
+	char lim[24], claim[24];
+	const char *p[5] = { relay, now, lim, st->pg->node, claim };
+	struct store_pg_rows *r;
+	int n;
+
+	snprintf(lim, sizeof(lim), "%zu", limit);
+	snprintf(claim, sizeof(claim), "%" PRId64, claim_ms);
+	*out = NULL;
+	if ((r = store_pg_query(st, pg_due_sql, 1, 5, p)) == NULL)
+		return -1;
+	n = store_pg_deliveries(r, out);
+	store_pg_rows_free(r);
 	return n;
 }
 

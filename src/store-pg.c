@@ -708,6 +708,7 @@ static const struct store_backend store_pg_backend = {
 	.probe = store_pg_probe,
 	.relay_counts = store_pg_relay_counts,
 	.due = store_pg_due,
+	.due_rated = store_pg_due_rated,
 	.delivery_record = store_pg_delivery_record,
 	.unblock_next = store_pg_unblock_next,
 	.paused_relays = store_pg_paused_relays,

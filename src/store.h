@@ -104,6 +104,24 @@ struct store_delivery {
  * SQLite ignores it. Count or -1. */
 int store_due(struct store *, const char *relay, const char *now, size_t limit, int64_t claim_ms,
     struct store_delivery **out);
+/* A relay's rate in store_due_rated: at most n attempts started in any window_ms. */
+struct store_rate {
+	unsigned n;
+	int64_t window_ms;
+	const int64_t *skip; /* rows this node's jobs hold: not claimed again */
+	size_t nskip;
+	int64_t wait_ms; /* out: > 0 when every free token was taken, fewer than limit:
+			  * no token frees before that many ms */
+};
+/*
+ * store_due for a relay with a rate, the limit shared by every node of a shared store:
+ * takes up to limit tokens of the rate and claims at most that many rows, which the caller
+ * starts at once (each counts as started now, on every node). A store of one daemon
+ * (SQLite) takes no tokens: it returns what store_due does (the daemon's own limiter
+ * holds) and the rows in skip among them. Count or -1.
+ */
+int store_due_rated(struct store *, const char *relay, const char *now, size_t limit,
+    int64_t claim_ms, struct store_rate *rate, struct store_delivery **out);
 void store_deliveries_free(struct store_delivery *, size_t n);
 /* Frees one delivery's strings (not the delivery itself) and zeroes it. */
 void store_deliveries_free_one(struct store_delivery *);

@@ -29,8 +29,8 @@ MIGRATE = os.environ.get("MIGRATE_TOOL") or os.path.join(TOP, "scripts",
                                                          "clicksend-relay-sqlite-to-pg")
 SQL_FILES = [os.path.join(TOP, "sql", "postgresql", f) for f in (
     "schema.sql", "migrations/002-deliveries-relay-due.sql",
-    "migrations/003-relay-controls.sql")]
-SCHEMA_VERSION = 3
+    "migrations/003-relay-controls.sql", "migrations/004-relay-starts.sql")]
+SCHEMA_VERSION = 4          # goes with SQLite's 3 (PostgreSQL 4 adds relay_starts only)
 IN = "/clicksend/sms/inbound"
 RECEIPT = "/clicksend/sms/receipt"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

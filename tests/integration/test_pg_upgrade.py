@@ -25,7 +25,7 @@ import pgserver  # noqa: E402
 
 TOP = os.path.abspath(os.path.join(HERE, "..", ".."))
 V1 = os.path.join(TOP, "sql", "postgresql", "schema.sql")
-CURRENT = 3
+CURRENT = 4
 tap = Tap(timeout=180, name="pg-upgrade")
 PG = None
 
@@ -112,7 +112,8 @@ def test_upgrade(sink):
     tap.check_eq(db.value("SELECT max(version) FROM store_schema"), str(CURRENT),
                  "store_schema is at the current version")
     tap.ok("applied 002-deliveries-relay-due.sql" in err and
-           "applied 003-relay-controls.sql" in err and "applied schema.sql" not in err,
+           "applied 003-relay-controls.sql" in err and
+           "applied 004-relay-starts.sql" in err and "applied schema.sql" not in err,
            "only the missing migrations ran", err)
     cols = [r[0] for r in db.psql("SELECT column_name FROM information_schema.columns WHERE "
                                   "table_name = 'deliveries' ORDER BY column_name")]
@@ -123,6 +124,8 @@ def test_upgrade(sink):
     tap.ok("deliveries_relay_due" in idx and "deliveries_relay_key" in idx,
            "the indexes of versions 2 and 3 exist", idx)
     tap.check_eq(db.value("SELECT count(*) FROM relays"), "0", "the relays table exists")
+    tap.check_eq(db.value("SELECT count(*) FROM relay_starts"), "0",
+                 "the relay_starts table of version 4 exists")
     rows = db.psql("SELECT id, message_id, body FROM events ORDER BY id")
     tap.check_eq([list(r) for r in rows], [["7", "old-1", "first"], ["8", "old-2", "second"]],
                  "the events are kept")
