@@ -86,28 +86,26 @@ store_ckpt_thread(void *arg)
 	return NULL;
 }
 
-/* Writer thread, after each commit: the WAL holds FRAMES pages. */
+/* Writer thread, after each commit: the WAL holds FRAMES pages. The writer copies them
+ * itself when the thread has just copied nearly all (so that the WAL rewinds) or the thread
+ * has fallen far behind; otherwise the thread is woken once there are enough. */
 static int
 store_ckpt_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
 	struct store_ckpt *ck = arg;
-
-	int finish;
+	int self;
 
 	pthread_mutex_lock(&ck->mu);
-	finish = ck->copied > 0 && frames - ck->copied <= STORE_CKPT_REWIND;
-	if (finish || frames >= STORE_CKPT_FORCE)
+	self = frames >= STORE_CKPT_FORCE ||
+	       (ck->copied > 0 && frames - ck->copied <= STORE_CKPT_REWIND);
+	if (self)
 		ck->copied = 0;
-	pthread_mutex_unlock(&ck->mu);
-	if (finish || frames >= STORE_CKPT_FORCE) {
-		(void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-		frames = 0;
-	}
-	pthread_mutex_lock(&ck->mu);
-	ck->frames = frames;
-	if (frames >= STORE_CKPT_FRAMES)
+	ck->frames = self ? 0 : frames;
+	if (!self && frames >= STORE_CKPT_FRAMES)
 		pthread_cond_signal(&ck->cond);
 	pthread_mutex_unlock(&ck->mu);
+	if (self)
+		(void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 	return SQLITE_OK;
 }
 
