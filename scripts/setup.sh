@@ -12,7 +12,7 @@
 #                           tests included unless DEB_BUILD_OPTIONS says nocheck) into
 #                           _build/deb, copy the .deb to the top and run lintian on it; fails
 #                           on any lintian error or warning, or if the package lacks a file
-#                           SPEC section 13 names or its purge would leave the store
+#                           README's table names or its purge would leave the store
 #   scripts/setup.sh bench  deps plus wrk, nginx and webhook, then sh bench/run.sh (builds
 #                           in _build/bench with -O2; BENCH_SECONDS per wrk run, default 10;
 #                           its PostgreSQL runs use the postgresql of PACKAGES)
@@ -120,7 +120,7 @@ deb_options() {
 	esac
 }
 
-# The files SPEC section 13 promises, as dpkg-deb -c names them.
+# The files the README's package table promises, as dpkg-deb -c names them.
 DEB_FILES="./usr/sbin/clicksend-relayd ./usr/bin/clicksend-relay
 ./etc/clicksend-relay/clicksend-relay.conf ./lib/systemd/system/clicksend-relayd.service
 ./lib/systemd/system/clicksend-relayd.socket ./usr/share/clicksend-relay/schema.sql

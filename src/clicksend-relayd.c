@@ -407,7 +407,7 @@ relayd_event_stored(void *arg, const struct webhook_event *ev)
 }
 
 /* A standby node of a shared store does not poll (the leader does): its poller is
- * switched off and says "off", one of the values §11 allows. */
+ * switched off and says "off", one of the values clicksend-relayd(8) gives for /healthz. */
 static const char *
 relayd_poll(void *arg)
 {

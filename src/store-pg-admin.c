@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: ISC */
 /* The operator tool's queries on the PostgreSQL store: the same listings, counts and
- * changes as store-admin.c, with times read back as the text of §5. */
+ * changes as store-admin.c, with times read back as the text the SQLite store keeps. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>

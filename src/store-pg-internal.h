@@ -11,7 +11,8 @@
 
 #include "store-internal.h"
 
-/* Time columns are timestamptz; the daemon reads and writes the text form of §5. */
+/* Time columns are timestamptz; the daemon reads and writes the text form the SQLite
+ * store keeps (YYYY-MM-DDTHH:MM:SS.sssZ). */
 #define PG_TIME(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 /*

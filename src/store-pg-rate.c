@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * A relay's rate shared by every node of a PostgreSQL store (SPEC §12 rate): each attempt
- * start is a row of relay_starts, and a node claims due rows of a rated relay only with
- * tokens it takes there, in the writer's transaction, under a transaction-level advisory
- * lock per relay, so nodes take tokens one after another and each sees the others' starts.
+ * A relay's rate (clicksend-relay.conf(5), rate) shared by every node of a PostgreSQL
+ * store: each attempt start is a row of relay_starts, and a node claims due rows of a rated
+ * relay only with tokens it takes there, in the writer's transaction, under a
+ * transaction-level advisory lock per relay, so nodes take tokens one after another and
+ * each sees the others' starts.
  */
 #include <inttypes.h>
 #include <stdio.h>

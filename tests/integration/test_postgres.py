@@ -810,7 +810,7 @@ def window_max(times, width):
 
 def test_rate_shared():
     """rate = 5/s on two nodes of one store: the nodes take their starts from one budget
-    (SPEC §12 rate), so together they start 5 a second, not 5 each."""
+    (clicksend-relay.conf(5), rate), so together they start 5 a second, not 5 each."""
     db = new_db("rate")
     sink = Sink()
     try:
