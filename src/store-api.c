@@ -289,7 +289,6 @@ store_shared(const struct store *st)
 	return st->be->leader != NULL;
 }
 
-
 struct store *
 store_open_for(const struct store_target *t, int daemon, char **cause)
 {
@@ -354,6 +353,14 @@ store_op_retryable(void *h)
 	return store_retryable(h);
 }
 
+static int
+store_op_wrote(void *h)
+{
+	struct store *st = h;
+
+	return st->be->wrote != NULL ? st->be->wrote(st) : 1;
+}
+
 const struct store_writer_ops store_write_ops = {
 	.begin = store_op_begin,
 	.commit = store_op_commit,
@@ -363,4 +370,5 @@ const struct store_writer_ops store_write_ops = {
 	.rollback_savepoint = store_op_rollback_savepoint,
 	.errmsg = store_op_errmsg,
 	.retryable = store_op_retryable,
+	.wrote = store_op_wrote,
 };

@@ -32,6 +32,8 @@ struct store_backend {
 
 	int (*begin)(struct store *);
 	int (*commit)(struct store *);
+	/* Optional (absent: every commit writes): 1 when the last commit wrote pages. */
+	int (*wrote)(struct store *);
 	void (*rollback)(struct store *);
 	int (*savepoint)(struct store *);
 	int (*release)(struct store *);

@@ -44,7 +44,8 @@ struct store {
 	int lock_fd; /* the daemon's lock on "<path>.lock", or -1 */
 	sqlite3_stmt *stmt[STMT_COUNT];
 	char err[256];
-	struct store_pg *pg; /* the PostgreSQL backend's state (store-pg*.c) */
+	int commit_wrote;	 /* SQLite: the last COMMIT wrote pages (store_sqlite_commit) */
+	struct store_pg *pg;	 /* the PostgreSQL backend's state (store-pg*.c) */
 	struct store_ckpt *ckpt; /* the daemon's checkpoint thread (store-checkpoint.c) */
 };
 

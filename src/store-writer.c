@@ -42,8 +42,9 @@ struct store_writer {
 	struct writer_list done;  /* finished, done() not yet run */
 	int running;		  /* the thread holds a batch */
 	int64_t running_since_ms; /* submission time of the running batch's first item */
-	int last_failed;	  /* the last batch's begin or commit failed */
+	int last_failed;	  /* the last batch's begin or commit failed (reads aside) */
 	char last_err[256];
+	int logged_failed; /* loop side: the failure state last logged */
 	int stop;
 	struct store_writer_stats stats;
 	size_t outstanding; /* loop side: submitted and not yet completed */
@@ -115,7 +116,8 @@ again:
 	it->result = STORE_WRITER_OK;
 }
 
-/* Runs one batch as one transaction; returns 0 when it committed. */
+/* Runs one batch as one transaction: -1 when begin or commit failed, 1 when it committed
+ * a write, 0 when it committed having only read. */
 static int
 writer_run_batch(struct store_writer *w, struct writer_list *batch)
 {
@@ -137,7 +139,7 @@ writer_run_batch(struct store_writer *w, struct writer_list *batch)
 		free(err);
 		return -1;
 	}
-	return 0;
+	return w->ops->wrote == NULL || w->ops->wrote(w->handle) ? 1 : 0;
 }
 
 /* Takes up to max_batch items off the queue; called with the lock held. */
@@ -185,8 +187,10 @@ writer_thread(void *arg)
 		pthread_mutex_unlock(&w->mu);
 		rc = writer_run_batch(w, &batch);
 		pthread_mutex_lock(&w->mu);
-		if ((w->last_failed = rc == -1))
+		if (rc == -1)
 			snprintf(w->last_err, sizeof(w->last_err), "%s", TAILQ_FIRST(&batch)->err);
+		if (rc != 0)
+			w->last_failed = rc == -1;
 		TAILQ_CONCAT(&w->done, &batch, entry);
 		w->running = 0;
 		w->stats.batches++;
@@ -201,17 +205,35 @@ writer_thread(void *arg)
 	return NULL;
 }
 
+/* Loop side: one line when commits start failing and one when they work again. */
+static void
+writer_log_health(struct store_writer *w, int failed, const char *err)
+{
+	if (failed == w->logged_failed)
+		return;
+	w->logged_failed = failed;
+	if (failed)
+		log_warnx("store: commits fail: %s", err);
+	else
+		log_notice("store: commits work again");
+}
+
 /* Loop side: runs done() for every finished item, in submission order. */
 static void
 writer_complete(struct store_writer *w)
 {
 	struct writer_list done;
 	struct writer_item *it;
+	char err[sizeof(w->last_err)];
+	int failed;
 
 	TAILQ_INIT(&done);
 	pthread_mutex_lock(&w->mu);
 	TAILQ_CONCAT(&done, &w->done, entry);
+	failed = w->last_failed;
+	memcpy(err, w->last_err, sizeof(err));
 	pthread_mutex_unlock(&w->mu);
+	writer_log_health(w, failed, err);
 	while ((it = TAILQ_FIRST(&done)) != NULL) {
 		TAILQ_REMOVE(&done, it, entry);
 		w->outstanding--;

@@ -47,6 +47,10 @@ struct store_writer_ops {
 	 * deadlock with another node, a serialization failure); the item is then rolled back
 	 * to its savepoint and run again, at most three times in all. */
 	int (*retryable)(void *handle);
+	/* Optional: 1 when the commit just made wrote to the store, 0 when the batch only
+	 * read. A read-only commit proves nothing about writes, so it leaves a failed writer
+	 * failed. Without it, every commit counts as a write. */
+	int (*wrote)(void *handle);
 };
 
 /* Results handed to done(). */
@@ -72,7 +76,7 @@ void store_writer_drain(struct store_writer *);
 /* Items submitted whose done() has not run yet. */
 size_t store_writer_queued(const struct store_writer *);
 /* The writer's health: -1 with the reason in err when the last batch failed to begin or
- * commit (0 once one commits again); waiting_ms is how long the oldest item not yet
+ * commit (0 once a batch that writes commits again; reads alone do not clear it); waiting_ms is how long the oldest item not yet
  * finished has waited (0 when idle). Never waits for the writer. */
 int store_writer_health(struct store_writer *, char *err, size_t errlen, int64_t *waiting_ms);
 void store_writer_get_stats(const struct store_writer *, struct store_writer_stats *);

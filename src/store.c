@@ -399,16 +399,38 @@ store_sqlite_begin(struct store *st)
 	return store_run(st, STMT_BEGIN);
 }
 
+/* Pages this connection has written so far (to the WAL or the database file). */
+static int
+store_pages_written(struct store *st)
+{
+	int cur = 0, hi = 0;
+
+	sqlite3_db_status(st->db, SQLITE_DBSTATUS_CACHE_WRITE, &cur, &hi, 0);
+	return cur;
+}
+
+/* Notes whether the COMMIT wrote anything: BEGIN IMMEDIATE makes every batch a write
+ * transaction, so only the page count tells a batch that read from one that wrote. */
 int
 store_sqlite_commit(struct store *st)
 {
+	int before = store_pages_written(st);
+
+	st->commit_wrote = 0;
 	if (store_run(st, STMT_COMMIT) == -1) {
 		/* A failed COMMIT may leave the transaction open: end it. */
 		if (!sqlite3_get_autocommit(st->db))
 			sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 		return -1;
 	}
+	st->commit_wrote = store_pages_written(st) != before;
 	return 0;
+}
+
+static int
+store_sqlite_wrote(struct store *st)
+{
+	return st->commit_wrote;
 }
 
 void
@@ -467,6 +489,7 @@ const struct store_backend store_sqlite_backend = {
 	.errmsg = store_sqlite_errmsg,
 	.begin = store_sqlite_begin,
 	.commit = store_sqlite_commit,
+	.wrote = store_sqlite_wrote,
 	.rollback = store_sqlite_rollback,
 	.savepoint = store_sqlite_savepoint,
 	.release = store_sqlite_release,

@@ -203,15 +203,17 @@ def test_disk_full():
 @sqlite_only("RLIMIT_FSIZE on the SQLite store file stands in for a full disk")
 def test_disk_full_idle():
     """The disk fills while no webhook comes: the writer's idle probe is a real write (not
-    a read), so /healthz turns 503 by itself within a few seconds, and 200 once there is
-    room again."""
+    a read), so /healthz turns 503 by itself within a few seconds and stays 503, though
+    reads still work, until there is room again; both turns are logged once."""
     d = Daemon(tap, name="diskidle")
     try:
         tap.check_eq(post(d, "di-0"), 200, "idle disk full: a webhook before the limit")
         tap.check_eq(d.request("GET", "/healthz", timeout=5).status, 200,
                      "idle disk full: /healthz answers 200 before the limit")
+        # Room for the log lines (stderr is a small file) but not for one store page.
+        limit = os.path.getsize(d.stderr_path) + 1024
         _, hard = resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE)
-        resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (1, hard))
+        resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (limit, hard))
         last = {}
 
         def health(want):
@@ -221,10 +223,21 @@ def test_disk_full_idle():
 
         tap.ok(wait_for(lambda: health(503), 15, 0.5),
                "idle disk full: /healthz answers 503 with no webhook sent", repr(last.get("r")))
+        # The outbox reads the store every second and those reads succeed: they must not
+        # count as proof that commits work.
+        seen = set()
+        for _ in range(25):
+            seen.add(d.request("GET", "/healthz", timeout=5).status)
+            time.sleep(0.2)
+        tap.check_eq(seen, {503}, "idle disk full: /healthz stays 503 for 5 s of reads")
         resource.prlimit(d.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
         tap.ok(wait_for(lambda: health(200), 15, 0.5),
                "idle disk full: /healthz answers 200 again once there is room",
                repr(last.get("r")))
+        log = d.log()
+        tap.ok(log.count("store: commits fail:") == 1 and
+               log.count("store: commits work again") == 1,
+               "idle disk full: the failure and the recovery are logged once each", log[-1500:])
     finally:
         d.close()
 

@@ -3,7 +3,7 @@
  * calls: submissions made while a batch runs share the next COMMIT, completions arrive
  * on the loop in order, a failing item is rolled back alone (a retryable conflict runs
  * again), a failed commit fails the
- * whole batch, and drain waits for everything. */
+ * whole batch and only a commit that wrote clears it, and drain waits for everything. */
 #include <check.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -21,6 +21,7 @@ struct fake {
 	int gate_closed, in_gate;
 	int begins, commits, rollbacks, savepoints, releases, sp_rollbacks;
 	int fail_commit;
+	int read_only; /* commits report that nothing was written */
 	int conflicts; /* items fail with a retryable conflict this many times */
 	int last_conflict;
 	char log[512];
@@ -76,6 +77,12 @@ fake_retryable(void *h)
 	return ((struct fake *)h)->last_conflict;
 }
 
+static int
+fake_wrote(void *h)
+{
+	return !((struct fake *)h)->read_only;
+}
+
 static const struct store_writer_ops fake_ops = {
 	.begin = fake_begin,
 	.commit = fake_commit,
@@ -85,6 +92,7 @@ static const struct store_writer_ops fake_ops = {
 	.rollback_savepoint = fake_rollback_sp,
 	.errmsg = fake_errmsg,
 	.retryable = fake_retryable,
+	.wrote = fake_wrote,
 };
 
 static struct fake F;
@@ -326,6 +334,40 @@ START_TEST(failed_commit_fails_batch)
 }
 END_TEST
 
+/* Health: a failed commit makes the writer unhealthy; a batch that only read and
+ * committed leaves it so (it proves nothing about writes); a write that commits clears it. */
+START_TEST(read_only_commit_keeps_failure)
+{
+	struct event_base *base = event_base_new();
+	struct store_writer *w;
+	struct item items[3];
+	char err[128];
+	int64_t waiting;
+
+	fake_reset();
+	memset(items, 0, sizeof(items));
+	w = store_writer_new(base, &fake_ops, &F, 100);
+	ck_assert_int_eq(store_writer_health(w, err, sizeof(err), &waiting), 0);
+	F.fail_commit = 1;
+	store_writer_submit(w, item_work, item_done, &items[0]);
+	loop_until(base, 1);
+	ck_assert_int_eq(store_writer_health(w, err, sizeof(err), &waiting), -1);
+	ck_assert_str_eq(err, "disk I/O error");
+	F.fail_commit = 0;
+	F.read_only = 1;
+	store_writer_submit(w, item_work, item_done, &items[1]);
+	loop_until(base, 2);
+	ck_assert_int_eq(items[1].result, STORE_WRITER_OK);
+	ck_assert_int_eq(store_writer_health(w, err, sizeof(err), &waiting), -1);
+	F.read_only = 0;
+	store_writer_submit(w, item_work, item_done, &items[2]);
+	loop_until(base, 3);
+	ck_assert_int_eq(store_writer_health(w, err, sizeof(err), &waiting), 0);
+	store_writer_free(w);
+	event_base_free(base);
+}
+END_TEST
+
 START_TEST(drain_runs_completions)
 {
 	struct event_base *base = event_base_new();
@@ -359,6 +401,7 @@ store_writer_suite(void)
 	tcase_add_test(tc, failing_item_alone);
 	tcase_add_test(tc, conflict_runs_again);
 	tcase_add_test(tc, failed_commit_fails_batch);
+	tcase_add_test(tc, read_only_commit_keeps_failure);
 	tcase_add_test(tc, drain_runs_completions);
 	suite_add_tcase(s, tc);
 	return s;
