@@ -378,8 +378,7 @@ relayd_open_store(struct relayd *d, int check)
 		d->store = store_open_reader(d->wstore, &cause);
 	if (d->store != NULL)
 		return -1;
-	fprintf(stderr, "clicksend-relayd: store %s\n", cause);
-	log_error("store %s", cause);
+	log_error("store %s", cause); /* stderr, or the journal under systemd */
 	free(cause);
 	return errno == EBUSY || errno == ECONNREFUSED ? EX_UNAVAILABLE : EX_CANTCREAT;
 }

@@ -301,6 +301,8 @@ def test_store_errors():
     rc, out, err = relayd(["-c", conf, "-t"], "store under a file")
     tap.ok(rc == 73, "-t with a store path under a regular file exits 73",
            ["exit %r" % rc, "stderr %r" % err[-800:]])
+    tap.ok(err.count("store ") == 1 and blocker in err,
+           "-t says why the store failed once, naming the path", err[-800:])
     rc, out, err = relayd(["-c", conf], "store under a file (run)", timeout=10)
     tap.ok(rc == 73, "starting with a store path under a regular file exits 73",
            ["exit %r" % rc, "stderr %r" % err[-800:]])
