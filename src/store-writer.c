@@ -44,7 +44,7 @@ struct store_writer {
 	int64_t running_since_ms; /* submission time of the running batch's first item */
 	int last_failed;	  /* the last batch's begin or commit failed (reads aside) */
 	char last_err[256];
-	int logged_failed; /* loop side: the failure state last logged */
+	int logged_failed; /* loop side: the failure state last logged (set under mu) */
 	int stop;
 	struct store_writer_stats stats;
 	size_t outstanding; /* loop side: submitted and not yet completed */
@@ -205,35 +205,28 @@ writer_thread(void *arg)
 	return NULL;
 }
 
-/* Loop side: one line when commits start failing and one when they work again. */
-static void
-writer_log_health(struct store_writer *w, int failed, const char *err)
-{
-	if (failed == w->logged_failed)
-		return;
-	w->logged_failed = failed;
-	if (failed)
-		log_warnx("store: commits fail: %s", err);
-	else
-		log_notice("store: commits work again");
-}
-
-/* Loop side: runs done() for every finished item, in submission order. */
+/* Loop side: runs done() for every finished item, in submission order, after one log
+ * line when commits have started failing or work again. */
 static void
 writer_complete(struct store_writer *w)
 {
 	struct writer_list done;
 	struct writer_item *it;
 	char err[sizeof(w->last_err)];
-	int failed;
+	int turned;
 
 	TAILQ_INIT(&done);
 	pthread_mutex_lock(&w->mu);
 	TAILQ_CONCAT(&done, &w->done, entry);
-	failed = w->last_failed;
-	memcpy(err, w->last_err, sizeof(err));
+	if ((turned = w->last_failed != w->logged_failed)) {
+		w->logged_failed = w->last_failed;
+		memcpy(err, w->last_err, sizeof(err));
+	}
 	pthread_mutex_unlock(&w->mu);
-	writer_log_health(w, failed, err);
+	if (turned && w->logged_failed)
+		log_warnx("store: commits fail: %s", err);
+	else if (turned)
+		log_notice("store: commits work again");
 	while ((it = TAILQ_FIRST(&done)) != NULL) {
 		TAILQ_REMOVE(&done, it, entry);
 		w->outstanding--;

@@ -76,8 +76,9 @@ void store_writer_drain(struct store_writer *);
 /* Items submitted whose done() has not run yet. */
 size_t store_writer_queued(const struct store_writer *);
 /* The writer's health: -1 with the reason in err when the last batch failed to begin or
- * commit (0 once a batch that writes commits again; reads alone do not clear it); waiting_ms is how long the oldest item not yet
- * finished has waited (0 when idle). Never waits for the writer. */
+ * commit (0 once a batch that writes commits again; reads alone do not clear it);
+ * waiting_ms is how long the oldest item not yet finished has waited (0 when idle).
+ * Never waits for the writer. */
 int store_writer_health(struct store_writer *, char *err, size_t errlen, int64_t *waiting_ms);
 void store_writer_get_stats(const struct store_writer *, struct store_writer_stats *);
 /* Drains, stops the thread and frees; the handle stays the caller's. */
