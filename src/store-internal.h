@@ -54,6 +54,9 @@ int store_exec(struct store *, const char *sql);
  * itself, as SQLite does by default); stopped before that connection closes. */
 struct store_ckpt *store_ckpt_start(struct store *writer);
 void store_ckpt_stop(struct store *writer, struct store_ckpt *);
+
+/* store-walbuf.c: the VFS that gathers the WAL writes of a COMMIT (synchronous = FULL). */
+const char *store_walbuf_vfs(void);
 void store_bind_text(sqlite3_stmt *, int, const char *);
 /* SQLITE_DONE or SQLITE_ROW, or -1 with st->err set (the statement is reset). */
 int store_step_done(struct store *, sqlite3_stmt *);

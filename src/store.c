@@ -284,11 +284,14 @@ store_lock(struct store *st, char **cause)
 	return busy ? -2 : -1;
 }
 
+/* LOCK: the daemon's writer connection, which takes the store's lock and, with
+ * synchronous = FULL, writes the WAL through the gathering VFS (store-walbuf.c). */
 static struct store *
 store_open_with(const char *path, int synchronous_full, int lock, char **cause)
 {
 	struct store *st = xcalloc(1, sizeof(*st));
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, rc;
+	const char *vfs;
 
 	st->be = &store_sqlite_backend;
 	st->path = xstrdup(path);
@@ -299,7 +302,8 @@ store_open_with(const char *path, int synchronous_full, int lock, char **cause)
 		errno = rc == -2 ? EBUSY : 0;
 		return NULL;
 	}
-	if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK) {
+	vfs = lock && synchronous_full ? store_walbuf_vfs() : NULL;
+	if (sqlite3_open_v2(path, &st->db, flags, vfs) != SQLITE_OK) {
 		xasprintf(cause, "%s: %s", path, st->db ? sqlite3_errmsg(st->db) : "out of memory");
 		store_sqlite_close(st);
 		errno = 0;
